@@ -1,0 +1,34 @@
+"""muai: run Hugging Face language models through pluggable inference backends."""
+
+from muai_core.contracts import Availability, GenerationRequest, GenerationResult, LoadRequest
+from muai_core.errors import (
+    BackendError,
+    BackendInitializationError,
+    ConfigurationError,
+    InferenceError,
+    InvalidInputError,
+    ModelLoadError,
+    PluginError,
+)
+from muai_core.hookspecs import hookimpl
+from muai_core.manager import ModelManager
+from muai_core.monitor import PerformanceMonitor
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Availability",
+    "BackendError",
+    "BackendInitializationError",
+    "ConfigurationError",
+    "GenerationRequest",
+    "GenerationResult",
+    "InferenceError",
+    "InvalidInputError",
+    "LoadRequest",
+    "ModelLoadError",
+    "ModelManager",
+    "PerformanceMonitor",
+    "PluginError",
+    "hookimpl",
+]

@@ -1,0 +1,187 @@
+"""Typed, frozen records that cross the boundary between the core and backend plugins."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from muai_core.errors import InvalidInputError
+
+#: Receives each new piece of text as it is generated; returning ``False`` stops generation.
+Streamer = Callable[[str], "bool | None"]
+
+FinishReason = Literal["eos", "length", "stopped"]
+
+
+@dataclass(frozen=True)
+class Availability:
+    """Whether a backend can run on this machine, and why not."""
+
+    available: bool
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class LoadRequest:
+    """Everything a backend needs to load one model.
+
+    ``source`` is a local directory when ``is_local``, else a Hugging Face hub id.
+    ``paths`` holds the model's ``models.<name>`` config entries (e.g. ``openvino_path``).
+    ``settings`` is the backend's own config section (``backend.<name>``).
+    """
+
+    model_name: str
+    model_type: str
+    source: str
+    is_local: bool
+    device: str
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    paths: Mapping[str, str] = field(default_factory=dict)
+
+
+_SAMPLING_KEYS = ("temperature", "top_k", "top_p")
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """A validated text-generation request; the same fields mean the same thing on every backend.
+
+    ``max_new_tokens`` wins over ``max_length`` (prompt plus new tokens), as in transformers.
+    ``return_full_text`` keeps the prompt in ``GenerationResult.text`` (the seed's behaviour).
+    """
+
+    prompt: str
+    max_length: int = 100
+    max_new_tokens: int | None = None
+    do_sample: bool = False
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    seed: int | None = None
+    return_full_text: bool = True
+    streamer: Streamer | None = None
+
+    @classmethod
+    def from_kwargs(cls, prompt: Any, max_length: Any = 100, **kwargs: Any) -> GenerationRequest:
+        """Build a request from ``generate``'s arguments, rejecting anything unknown or out of range."""
+        unknown = sorted(set(kwargs) - set(cls.__dataclass_fields__))
+        if unknown:
+            accepted = ", ".join(k for k in cls.__dataclass_fields__ if k != "prompt")
+            raise InvalidInputError(
+                f"unknown generation argument(s): {', '.join(unknown)}",
+                hint=f"accepted arguments are: {accepted}",
+            )
+        if kwargs.get("do_sample") is None:
+            kwargs["do_sample"] = any(kwargs.get(k) is not None for k in _SAMPLING_KEYS)
+        kwargs = {k: v for k, v in kwargs.items() if v is not None}
+        request = cls(prompt=prompt, max_length=max_length, **kwargs)
+        request.validate()
+        return request
+
+    def validate(self) -> None:
+        """Raise ``InvalidInputError`` naming the first field that is out of range."""
+        if not isinstance(self.prompt, str):
+            raise InvalidInputError(
+                f"prompt must be a str, got {type(self.prompt).__name__}",
+                hint="decode bytes first, e.g. data.decode('utf-8')",
+            )
+        if not self.prompt:
+            raise InvalidInputError("prompt is empty", hint="pass at least one character of text")
+        _check_int("max_length", self.max_length, minimum=1)
+        if self.max_new_tokens is not None:
+            _check_int("max_new_tokens", self.max_new_tokens, minimum=1)
+        _check_bool("do_sample", self.do_sample)
+        _check_bool("return_full_text", self.return_full_text)
+        _check_int("top_k", self.top_k, minimum=0)
+        if not _is_real(self.temperature) or not 0 < self.temperature < math.inf:
+            raise InvalidInputError(
+                f"temperature must be a finite number > 0, got {self.temperature!r}",
+                hint="use do_sample=False for greedy decoding instead of temperature=0",
+            )
+        if not _is_real(self.top_p) or not 0 < self.top_p <= 1:
+            raise InvalidInputError(f"top_p must be in (0, 1], got {self.top_p!r}")
+        if self.seed is not None:
+            _check_int("seed", self.seed, minimum=0, maximum=2**32 - 1)
+        if self.streamer is not None and not callable(self.streamer):
+            raise InvalidInputError(f"streamer must be callable, got {type(self.streamer).__name__}")
+        if not self.do_sample:
+            changed = [k for k in _SAMPLING_KEYS if getattr(self, k) != GenerationRequest.__dataclass_fields__[k].default]
+            if changed:
+                raise InvalidInputError(
+                    f"{', '.join(changed)} only apply when sampling, but do_sample=False",
+                    hint="pass do_sample=True, or drop the sampling arguments for greedy decoding",
+                )
+
+    def new_token_budget(self, prompt_tokens: int, context_length: int | None = None) -> int:
+        """How many tokens to generate after a prompt of ``prompt_tokens``; checked against the context."""
+        if context_length is not None and prompt_tokens >= context_length:
+            raise InvalidInputError(
+                f"the prompt has {prompt_tokens} tokens but the model's context holds {context_length}",
+                hint="shorten the prompt",
+            )
+        if self.max_new_tokens is not None:
+            budget = self.max_new_tokens
+        else:
+            budget = self.max_length - prompt_tokens
+            if budget < 1:
+                raise InvalidInputError(
+                    f"max_length={self.max_length} leaves no room after the prompt's {prompt_tokens} tokens",
+                    hint=f"raise max_length above {prompt_tokens}, or pass max_new_tokens",
+                )
+        if context_length is not None and prompt_tokens + budget > context_length:
+            raise InvalidInputError(
+                f"{prompt_tokens} prompt tokens + {budget} new tokens exceed the model's context of {context_length}",
+                hint=f"ask for at most {context_length - prompt_tokens} new tokens",
+            )
+        return budget
+
+
+@dataclass(frozen=True)
+class GenerationResult:
+    """What a backend's generate returns; the core turns it into text and metrics."""
+
+    text: str
+    completion: str
+    prompt_tokens: int
+    token_ids: tuple[int, ...]
+    finish_reason: FinishReason
+    ttft_s: float
+    token_latencies_s: tuple[float, ...] = ()
+
+    @property
+    def new_tokens(self) -> int:
+        return len(self.token_ids)
+
+    @property
+    def total_s(self) -> float:
+        return self.ttft_s + sum(self.token_latencies_s)
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One try of one backend by the resolver."""
+
+    backend: str
+    stage: str
+    outcome: Literal["ok", "unavailable", "failed", "not installed"]
+    reason: str = ""
+    seconds: float = 0.0
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value)
+
+
+def _check_bool(name: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise InvalidInputError(f"{name} must be True or False, got {value!r}")
+
+
+def _check_int(name: str, value: Any, *, minimum: int, maximum: int | None = None) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidInputError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+    if value < minimum or (maximum is not None and value > maximum):
+        upper = f" and <= {maximum}" if maximum is not None else ""
+        raise InvalidInputError(f"{name} must be >= {minimum}{upper}, got {value}")

@@ -1,0 +1,84 @@
+"""The hooks a muai plugin implements.
+
+A backend plugin is one object registered under its backend name (the entry-point name in the
+``muai`` group). Pluggy validates its hooks at registration; the core then calls the hooks of that
+one plugin directly, so a generation or a decode step never goes through pluggy's dispatch.
+An implementation may accept a subset of a hook's arguments: arguments are added, never renamed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    import argparse
+
+    from muai_core.contracts import Availability, GenerationRequest, GenerationResult, LoadRequest
+
+PROJECT = "muai"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec
+def muai_backend_available() -> Availability:
+    """Say whether this backend can run here, and why not, without loading a model.
+
+    Must be cheap: check that the runtime is importable, do not import it.
+    """
+
+
+@hookspec
+def muai_load_model(request: LoadRequest) -> Any:
+    """Load the model described by ``request`` and return a handle owned by this backend.
+
+    :param request: model name and source, device, this backend's config section.
+    :return: an opaque handle passed back to the other hooks.
+    Raise a muai error (``ModelLoadError`` with a hint) when the model cannot be loaded.
+    """
+
+
+@hookspec
+def muai_forward(model: Any, inputs: Mapping[str, Any]) -> dict[str, Any]:
+    """Run one forward pass.
+
+    :param inputs: ``input_ids`` (and optional ``attention_mask``), integer arrays of shape [batch, seq].
+    :return: ``{"logits": numpy.ndarray}`` of dtype float32 and shape [batch, seq, vocab].
+    """
+
+
+@hookspec
+def muai_generate(model: Any, request: GenerationRequest) -> GenerationResult:
+    """Generate text for ``request`` (already validated by the core).
+
+    :return: the text, the new token ids, why generation stopped and its timings.
+    """
+
+
+@hookspec
+def muai_unload_model(model: Any) -> None:
+    """Release everything the handle holds (weights, compiled graphs, device memory)."""
+
+
+@hookspec
+def muai_model_info(model: Any) -> dict[str, Any]:
+    """Describe a loaded model: at least ``backend`` and ``device``; anything else useful."""
+
+
+@hookspec
+def muai_register_commands(subparsers: argparse._SubParsersAction) -> None:
+    """Add sub-commands to the ``muai`` CLI. Each parser sets ``func=callable(args) -> int``."""
+
+
+#: The hooks that make a plugin a backend.
+BACKEND_HOOKS = (
+    "muai_backend_available",
+    "muai_load_model",
+    "muai_forward",
+    "muai_generate",
+    "muai_unload_model",
+    "muai_model_info",
+)

@@ -1,0 +1,205 @@
+"""ModelManager: the seed's facade over plugins, resolver, model cache, config and monitor."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from muai_core.cache import LRUCache
+from muai_core.config import MuaiConfig, load_config
+from muai_core.contracts import Attempt, GenerationRequest, GenerationResult
+from muai_core.errors import ConfigurationError, InvalidInputError, ModelLoadError
+from muai_core.model_source import resolve_model
+from muai_core.monitor import PerformanceMonitor, default_monitor
+from muai_core.plugins import PluginRegistry, default_registry
+from muai_core.resolver import LoadedModel, LoadPlan, Resolver
+
+BackendChoice = str | Sequence[str] | None
+
+
+class ModelManager:
+    """Loads models on pluggable backends and runs them, falling back along a priority chain.
+
+    ``backend=None`` takes ``backend.default`` from the config, which defaults to ``pytorch``.
+    ``backend_config`` overrides the config section of that backend. ``config_path`` defaults to
+    ``$MUAI_CONFIG`` or ``config/system.yaml``; a missing file means defaults.
+    """
+
+    def __init__(
+        self,
+        device: str = "cpu",
+        max_cached_models: int = 3,
+        backend: str | None = None,
+        backend_config: Mapping[str, Any] | None = None,
+        config_path: str | os.PathLike[str] | None = None,
+        *,
+        registry: PluginRegistry | None = None,
+        monitor: PerformanceMonitor | None = None,
+    ) -> None:
+        if not isinstance(device, str) or not device:
+            raise ConfigurationError(f"device must be a device name such as 'cpu', got {device!r}")
+        if isinstance(max_cached_models, bool) or not isinstance(max_cached_models, int) or max_cached_models < 1:
+            raise ConfigurationError(f"max_cached_models must be an int >= 1, got {max_cached_models!r}")
+        if backend_config is not None and not isinstance(backend_config, Mapping):
+            raise ConfigurationError(f"backend_config must be a mapping, got {type(backend_config).__name__}")
+        self.device = device
+        self.max_cached_models = max_cached_models
+        self.backend_config = dict(backend_config or {})
+        self.config_path = config_path
+        self.registry = registry or default_registry()
+        self._monitor = monitor or default_monitor()
+        self._backend_arg = None if backend is None else self.registry.check_backend_name(backend)
+        self._config = self._checked(load_config(config_path))
+        self._resolver = Resolver(self.registry, self._monitor)
+        self._cache: LRUCache[LoadedModel] = LRUCache(max_cached_models, self._evict)
+        self._lock = threading.RLock()
+
+    @property
+    def backend_type(self) -> str:
+        """The backend models load on unless a model override or a call says otherwise."""
+        return self._backend_arg or self._config.default_backend
+
+    @property
+    def config(self) -> MuaiConfig:
+        return self._config
+
+    @property
+    def performance_monitor(self) -> PerformanceMonitor:
+        return self._monitor
+
+    def reload_config(self) -> MuaiConfig:
+        """Re-read the config file; models loaded from now on use it. Loaded models stay as they are."""
+        self._config = self._checked(load_config(self.config_path))
+        return self._config
+
+    def get_available_backends(self) -> list[str]:
+        """Installed backends that report they can run on this machine."""
+        return [n for n in self.registry.backend_names() if self.registry.backend(n).available().available]
+
+    def plan(self, model_name: str, model_type: str = "transformers", backend_override: BackendChoice = None) -> LoadPlan:
+        """How ``model_name`` would be loaded: its source and its chain of backends."""
+        if not isinstance(model_type, str) or not model_type:
+            raise InvalidInputError(f"model_type must be text such as 'transformers', got {model_type!r}")
+        chain = tuple(dict.fromkeys((*self._first_choice(model_name, backend_override), *self._config.priority)))
+        settings = {name: dict(self._config.backend_settings(name)) for name in chain}
+        settings.setdefault(self.backend_type, {}).update(self.backend_config)
+        return LoadPlan(model_name, model_type, resolve_model(model_name, self._config), chain, self.device, settings)
+
+    def load_model(
+        self, model_name: str, model_type: str = "transformers", backend_override: BackendChoice = None
+    ) -> LoadedModel:
+        """Load a model (or return it from the cache); a different backend choice switches it."""
+        plan = self.plan(model_name, model_type, backend_override)
+        with self._lock:
+            cached = self._cache.get(model_name)
+            if cached is not None and cached.plan.chain == plan.chain and cached.plan.model_type == model_type:
+                return cached
+            if cached is not None:
+                self.unload_model(model_name)
+            loaded = self._resolver.load(plan)
+            self._cache.put(model_name, loaded)
+            return loaded
+
+    def get_model(self, model_name: str) -> LoadedModel:
+        """The loaded model, whichever backend holds it."""
+        loaded = self._cache.get(model_name)
+        if loaded is None:
+            raise ModelLoadError(f"model '{model_name}' is not loaded", hint=f"call load_model({model_name!r}) first")
+        return loaded
+
+    def get_model_info(self, model_name: str) -> dict[str, Any]:
+        return self.get_model(model_name).metadata()
+
+    def explain(self, model_name: str) -> tuple[Attempt, ...]:
+        """Each backend the resolver tried for this model, with its outcome and reason."""
+        return self.get_model(model_name).attempts
+
+    def loaded_models(self) -> list[str]:
+        return self._cache.keys()
+
+    def generate(self, model_name: str, prompt: str, max_length: int = 100, **kwargs: Any) -> str:
+        """Generate text; the model is loaded first if needed. See ``GenerationRequest`` for kwargs."""
+        return self.generate_result(model_name, prompt, max_length, **kwargs).text
+
+    def generate_result(self, model_name: str, prompt: str, max_length: int = 100, **kwargs: Any) -> GenerationResult:
+        """Like ``generate`` but returns the token ids, finish reason and timings as well."""
+        request = GenerationRequest.from_kwargs(prompt, max_length, **kwargs)
+
+        def run(loaded: LoadedModel) -> GenerationResult:
+            started = time.perf_counter()
+            result = loaded.backend.generate(loaded.handle, request)
+            self._monitor.record_inference(
+                loaded.backend_name, model_name, time.perf_counter() - started, result.new_tokens, ttft=result.ttft_s
+            )
+            return result
+
+        return self._run(model_name, "generate", run)
+
+    def forward(self, model_name: str, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        """One forward pass: ``{"logits": float32 array [batch, seq, vocab]}`` on every backend."""
+        if not isinstance(inputs, Mapping) or "input_ids" not in inputs:
+            raise InvalidInputError(
+                "forward inputs must be a mapping with 'input_ids'",
+                hint="pass {'input_ids': [[...token ids...]]}, optionally with 'attention_mask'",
+            )
+
+        def run(loaded: LoadedModel) -> dict[str, Any]:
+            started = time.perf_counter()
+            outputs = loaded.backend.forward(loaded.handle, inputs)
+            shape = getattr(outputs["logits"], "shape", ())
+            tokens = int(shape[0] * shape[1]) if len(shape) >= 2 else 0
+            self._monitor.record_inference(
+                loaded.backend_name, model_name, time.perf_counter() - started, tokens, operation="forward"
+            )
+            return outputs
+
+        return self._run(model_name, "forward", run)
+
+    def unload_model(self, model_name: str) -> bool:
+        """Unload through the owning backend; False if the model was not loaded."""
+        with self._lock:
+            loaded = self._cache.pop(model_name)
+        if loaded is None:
+            return False
+        self._resolver.release(loaded)
+        return True
+
+    def get_performance_stats(self, model_name: str) -> dict[str, Any]:
+        """Per-backend latency and throughput of one model (across managers in this process)."""
+        return self._monitor.get_model_stats(model_name)
+
+    def compare_backends(self, backend1: str, backend2: str) -> dict[str, Any]:
+        """Seed's comparison: ``throughput_improvement`` > 1 means ``backend2`` is faster."""
+        return self._monitor.compare_backends(backend1, backend2)
+
+    def _run(self, model_name: str, stage: str, operation: Any) -> Any:
+        loaded = self._cache.get(model_name) or self.load_model(model_name)
+        result, final = self._resolver.run(loaded, stage, operation)
+        if final is not loaded:
+            with self._lock:
+                self._cache.put(model_name, final)
+        return result
+
+    def _first_choice(self, model_name: str, override: BackendChoice) -> tuple[str, ...]:
+        if override is None:
+            return self._config.model_overrides.get(model_name, (self.backend_type,))
+        names = (override,) if isinstance(override, str) else tuple(override)
+        if not names:
+            raise ConfigurationError("backend_override is an empty list", hint="name at least one backend")
+        return tuple(self.registry.check_backend_name(n, what="backend_override") for n in names)
+
+    def _checked(self, config: MuaiConfig) -> MuaiConfig:
+        check = self.registry.check_backend_name
+        check(config.default_backend, what="backend.default")
+        for name in config.priority:
+            check(name, what="backend.priority entry")
+        for model, chain in config.model_overrides.items():
+            for name in chain:
+                check(name, what=f"model_overrides.{model}")
+        return config
+
+    def _evict(self, model_name: str, loaded: LoadedModel) -> None:
+        self._resolver.release(loaded)

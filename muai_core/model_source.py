@@ -1,0 +1,60 @@
+"""Where a model comes from: a configured directory, ``models/{name}``, a local path, or the hub."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from muai_core.config import MuaiConfig
+from muai_core.errors import ModelLoadError
+
+#: A Hugging Face hub id: ``name`` or ``org/name``.
+HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)?$")
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """A resolved model: ``source`` is a local directory when ``is_local``, else a hub id."""
+
+    name: str
+    source: str
+    is_local: bool
+    paths: Mapping[str, str] = field(default_factory=dict)
+
+
+def resolve_model(name: object, config: MuaiConfig) -> ModelSource:
+    """Map a model name to its source, in the order: config ``models:``, local path, models dir, hub."""
+    if not isinstance(name, str) or not name.strip() or "\x00" in name:
+        raise ModelLoadError(f"model name must be non-empty text, got {name!r}")
+    paths = config.models.get(name, {})
+    if "pytorch_path" in paths:
+        return ModelSource(name, paths["pytorch_path"], True, paths)
+    is_name = HUB_ID.match(name) is not None and ".." not in Path(name).parts
+    in_models_dir = models_dir_entry(name, config) if is_name else None
+    if in_models_dir is not None:
+        return ModelSource(name, str(in_models_dir), True, paths)
+    if Path(name).expanduser().is_dir():
+        return ModelSource(name, str(Path(name).expanduser()), True, paths)
+    if is_name:
+        return ModelSource(name, name, False, paths)
+    raise ModelLoadError(
+        f"model {name!r} is not a directory and not a valid model name",
+        hint=f"use a name under {config.models_dir}/, a path to an existing directory, or a hub id like org/name",
+    )
+
+
+def models_dir_entry(name: str, config: MuaiConfig) -> Path | None:
+    """``models_dir/name`` if it exists; it must not lead outside the models directory."""
+    root = Path(config.models_dir)
+    candidate = root / name
+    if not candidate.exists():
+        return None
+    if not candidate.resolve().is_relative_to(root.resolve()):
+        raise ModelLoadError(
+            f"model {name!r} in {config.models_dir}/ links outside the models directory",
+            hint="copy the model into the models directory instead of linking it",
+        )
+    return candidate
+

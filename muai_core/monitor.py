@@ -1,0 +1,185 @@
+"""Performance monitor: per-inference metrics, load times and fallback events, in bounded windows."""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import defaultdict, deque
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+DEFAULT_WINDOW = 1000
+
+
+@dataclass(frozen=True)
+class InferenceMetrics:
+    """Metrics for a single inference."""
+
+    backend: str
+    model_name: str
+    latency_ms: float
+    tokens_generated: int
+    throughput_tokens_per_sec: float
+    operation: str = "generate"
+    ttft_ms: float | None = None
+    timestamp: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+
+
+@dataclass(frozen=True)
+class FallbackEvent:
+    """One hand-over from a failing backend to the next in the chain."""
+
+    model_name: str
+    from_backend: str
+    to_backend: str
+    stage: str
+    reason: str
+    timestamp: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+
+
+@dataclass(frozen=True)
+class LoadEvent:
+    backend: str
+    model_name: str
+    seconds: float
+    timestamp: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+
+
+class PerformanceMonitor:
+    """Records and summarises what every backend did. Memory is bounded by ``window`` per series."""
+
+    def __init__(self, window: int = DEFAULT_WINDOW) -> None:
+        if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+            raise ValueError(f"window must be a positive int, got {window!r}")
+        self.window = window
+        self._lock = threading.Lock()
+        self._inferences: dict[tuple[str, str], deque[InferenceMetrics]] = defaultdict(self._series)
+        self._loads: dict[tuple[str, str], deque[LoadEvent]] = defaultdict(self._series)
+        self._fallbacks: deque[FallbackEvent] = self._series()
+
+    def _series(self) -> deque:
+        return deque(maxlen=self.window)
+
+    def record_inference(
+        self,
+        backend: str,
+        model_name: str,
+        latency: float,
+        tokens: int,
+        *,
+        operation: str = "generate",
+        ttft: float | None = None,
+    ) -> InferenceMetrics:
+        """Record one inference; ``latency`` and ``ttft`` in seconds."""
+        metrics = InferenceMetrics(
+            backend=backend,
+            model_name=model_name,
+            latency_ms=latency * 1000.0,
+            tokens_generated=tokens,
+            throughput_tokens_per_sec=tokens / latency if latency > 0 else 0.0,
+            operation=operation,
+            ttft_ms=None if ttft is None else ttft * 1000.0,
+        )
+        with self._lock:
+            self._inferences[(backend, model_name)].append(metrics)
+        return metrics
+
+    def record_load(self, backend: str, model_name: str, seconds: float) -> None:
+        with self._lock:
+            self._loads[(backend, model_name)].append(LoadEvent(backend, model_name, seconds))
+
+    def record_fallback(self, event: FallbackEvent) -> None:
+        with self._lock:
+            self._fallbacks.append(event)
+
+    def fallback_events(self, model_name: str | None = None) -> list[FallbackEvent]:
+        with self._lock:
+            return [e for e in self._fallbacks if model_name is None or e.model_name == model_name]
+
+    def inferences(self, backend: str | None = None, model_name: str | None = None) -> list[InferenceMetrics]:
+        with self._lock:
+            return [
+                m
+                for (b, n), series in self._inferences.items()
+                if (backend is None or b == backend) and (model_name is None or n == model_name)
+                for m in series
+            ]
+
+    def load_times(self, backend: str | None = None, model_name: str | None = None) -> list[float]:
+        with self._lock:
+            return [
+                e.seconds
+                for (b, n), series in self._loads.items()
+                if (backend is None or b == backend) and (model_name is None or n == model_name)
+                for e in series
+            ]
+
+    def get_backend_stats(self, backend: str, model_name: str | None = None) -> dict[str, Any]:
+        """Aggregate one backend's inferences (optionally for one model); ``{}`` when there are none."""
+        samples = self.inferences(backend, model_name)
+        if not samples:
+            return {}
+        latencies = sorted(m.latency_ms / 1000.0 for m in samples)
+        ttfts = [m.ttft_ms / 1000.0 for m in samples if m.ttft_ms is not None]
+        loads = self.load_times(backend, model_name)
+        return {
+            "backend": backend,
+            "avg_latency": sum(latencies) / len(latencies),
+            "p50_latency": percentile(latencies, 50),
+            "p95_latency": percentile(latencies, 95),
+            "avg_throughput": sum(m.throughput_tokens_per_sec for m in samples) / len(samples),
+            "avg_ttft": sum(ttfts) / len(ttfts) if ttfts else None,
+            "total_tokens": sum(m.tokens_generated for m in samples),
+            "sample_count": len(samples),
+            "avg_load_time": sum(loads) / len(loads) if loads else None,
+        }
+
+    def get_model_stats(self, model_name: str) -> dict[str, Any]:
+        """Per-backend stats for one model, plus its fallback events."""
+        with self._lock:
+            backends = sorted({b for (b, n) in self._inferences if n == model_name})
+        return {
+            "model_name": model_name,
+            "backends": {b: self.get_backend_stats(b, model_name) for b in backends},
+            "fallback_events": self.fallback_events(model_name),
+        }
+
+    def compare_backends(self, backend1: str, backend2: str) -> dict[str, Any]:
+        """How ``backend2`` compares with ``backend1``; ratios above 1 mean ``backend2`` is better."""
+        stats1, stats2 = self.get_backend_stats(backend1), self.get_backend_stats(backend2)
+        if not stats1 or not stats2:
+            return {}
+        return {
+            "latency_improvement": _ratio(stats1["avg_latency"], stats2["avg_latency"]),
+            "throughput_improvement": _ratio(stats2["avg_throughput"], stats1["avg_throughput"]),
+            f"{backend1}_stats": stats1,
+            f"{backend2}_stats": stats2,
+        }
+
+    def reset(self) -> None:
+        with self._lock:
+            self._inferences.clear()
+            self._loads.clear()
+            self._fallbacks.clear()
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    """Linear-interpolated percentile of already sorted values (numpy's default method)."""
+    if not sorted_values:
+        raise ValueError("percentile of no values")
+    rank = (len(sorted_values) - 1) * q / 100.0
+    low, high = math.floor(rank), math.ceil(rank)
+    return sorted_values[low] + (sorted_values[high] - sorted_values[low]) * (rank - low)
+
+
+def _ratio(numerator: float, denominator: float) -> float:
+    return numerator / denominator if denominator > 0 else math.inf
+
+
+_default = PerformanceMonitor()
+
+
+def default_monitor() -> PerformanceMonitor:
+    """The process-wide monitor that every ModelManager shares unless given its own."""
+    return _default

@@ -1,0 +1,151 @@
+"""Plugin discovery through the ``muai`` entry-point group, with fault isolation."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from importlib import metadata
+
+import pluggy
+
+from muai_core import hookspecs
+from muai_core.backend import Backend
+from muai_core.errors import BackendError, ConfigurationError
+
+log = logging.getLogger(__name__)
+
+ENTRY_POINT_GROUP = hookspecs.PROJECT
+#: Comma-separated plugin names (entry-point or distribution names) to load; empty loads none.
+LOAD_PLUGINS_ENV = "MUAI_LOAD_PLUGINS"
+
+#: Backends muai knows how to install, for messages about a backend that is not installed.
+KNOWN_BACKENDS = {
+    "pytorch": "pip install muai-pytorch",
+    "openvino": "pip install muai-openvino",
+}
+
+
+@dataclass(frozen=True)
+class PluginRecord:
+    """What discovery found for one plugin: where it came from and whether it loaded."""
+
+    name: str
+    distribution: str | None = None
+    version: str | None = None
+    error: str = ""
+    hooks: tuple[str, ...] = ()
+
+    @property
+    def loaded(self) -> bool:
+        return not self.error
+
+
+def make_plugin_manager() -> pluggy.PluginManager:
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    return pm
+
+
+class PluginRegistry:
+    """The plugins of one process: loads entry points, registers plugins in place, hands out backends."""
+
+    def __init__(self, pm: pluggy.PluginManager | None = None) -> None:
+        self.pm = pm or make_plugin_manager()
+        self._records: dict[str, PluginRecord] = {}
+        self._backends: dict[str, Backend] = {}
+        self._lock = threading.RLock()
+
+    def load_entry_points(self) -> None:
+        """Register every plugin of the ``muai`` group that ``MUAI_LOAD_PLUGINS`` allows."""
+        wanted = _wanted_plugins()
+        for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+            dist = ep.dist.name if ep.dist else None
+            if wanted is not None and ep.name not in wanted and dist not in wanted:
+                continue
+            if self.pm.has_plugin(ep.name):
+                continue
+            version = ep.dist.version if ep.dist else None
+            try:
+                obj = ep.load()
+                self.register(obj() if inspect.isclass(obj) else obj, ep.name, distribution=dist, version=version)
+            except Exception as exc:  # a broken plugin must not break discovery
+                reason = f"{type(exc).__name__}: {exc}"
+                log.warning("muai: plugin '%s' (%s) skipped: %s", ep.name, dist, reason)
+                self._records[ep.name] = PluginRecord(ep.name, dist, version, error=reason)
+
+    def register(
+        self, plugin: object, name: str, *, distribution: str | None = None, version: str | None = None
+    ) -> None:
+        """Register ``plugin`` under ``name``; a plugin that implements ``muai_load_model`` is a backend."""
+        with self._lock:
+            self.pm.register(plugin, name=name)
+            hooks = tuple(sorted(caller.name for caller in self.pm.get_hookcallers(plugin) or ()))
+            if "muai_load_model" in hooks:
+                try:
+                    self._backends[name] = Backend(name, plugin, self.pm)
+                except BackendError:
+                    self.pm.unregister(name=name)
+                    raise
+            self._records[name] = PluginRecord(name, distribution, version, hooks=hooks)
+
+    def unregister(self, name: str) -> None:
+        with self._lock:
+            if self.pm.has_plugin(name):
+                self.pm.unregister(name=name)
+            self._backends.pop(name, None)
+            self._records.pop(name, None)
+
+    def records(self) -> list[PluginRecord]:
+        return sorted(self._records.values(), key=lambda r: r.name)
+
+    def backend_names(self) -> list[str]:
+        return sorted(self._backends)
+
+    def backend(self, name: str) -> Backend:
+        try:
+            return self._backends[name]
+        except KeyError:
+            raise self.unknown_backend_error(name) from None
+
+    def check_backend_name(self, name: object, *, what: str = "backend") -> str:
+        """Accept an installed backend, or a known one that is not installed; reject anything else."""
+        if isinstance(name, str) and (name in self._backends or name in KNOWN_BACKENDS):
+            return name
+        raise self.unknown_backend_error(name, what=what)
+
+    def unknown_backend_error(self, name: object, *, what: str = "backend") -> ConfigurationError:
+        installed = ", ".join(self.backend_names()) or "none"
+        if isinstance(name, str) and name in KNOWN_BACKENDS:
+            return ConfigurationError(
+                f"{what} '{name}' is not installed (installed backends: {installed})",
+                hint=f"install it with: {KNOWN_BACKENDS[name]}",
+            )
+        return ConfigurationError(
+            f"unknown {what} {name!r}; installed backends: {installed}",
+            hint="pick one of the installed backends, or install the plugin that provides it",
+        )
+
+
+def _wanted_plugins() -> set[str] | None:
+    value = os.environ.get(LOAD_PLUGINS_ENV)
+    if value is None:
+        return None
+    return {part.strip() for part in value.split(",") if part.strip()}
+
+
+_default: PluginRegistry | None = None
+_default_lock = threading.Lock()
+
+
+def default_registry() -> PluginRegistry:
+    """The process-wide registry, with entry points loaded on first use."""
+    global _default
+    with _default_lock:
+        if _default is None:
+            registry = PluginRegistry()
+            registry.load_entry_points()
+            _default = registry
+        return _default

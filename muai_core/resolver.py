@@ -1,0 +1,204 @@
+"""The resolver: walks a model's chain of backends, loading and running with fallback."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, NoReturn, TypeVar
+
+from muai_core.backend import Backend
+from muai_core.contracts import Attempt, LoadRequest
+from muai_core.errors import (
+    BackendError,
+    BackendInitializationError,
+    ConfigurationError,
+    InferenceError,
+    InvalidInputError,
+    ModelLoadError,
+)
+from muai_core.model_source import ModelSource
+from muai_core.monitor import FallbackEvent, PerformanceMonitor
+from muai_core.plugins import KNOWN_BACKENDS, PluginRegistry
+
+log = logging.getLogger("muai_core.fallback")
+
+R = TypeVar("R")
+
+#: Errors caused by the caller, not by a backend: they never trigger a fallback.
+USER_ERRORS = (InvalidInputError, ConfigurationError)
+
+
+@dataclass(frozen=True)
+class LoadPlan:
+    """How to load one model: its source, the chain of backends to try and each backend's settings."""
+
+    model_name: str
+    model_type: str
+    source: ModelSource
+    chain: tuple[str, ...]
+    device: str
+    settings: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    def settings_for(self, backend: str) -> Mapping[str, Any]:
+        return self.settings.get(backend, {})
+
+    def fallback_enabled(self, backend: str) -> bool:
+        return bool(self.settings_for(backend).get("enable_fallback", True))
+
+    def after(self, backend: str) -> tuple[str, ...]:
+        return self.chain[self.chain.index(backend) + 1 :]
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A model held by one backend, with the record of how it got there."""
+
+    plan: LoadPlan
+    backend: Backend
+    handle: Any
+    attempts: tuple[Attempt, ...]
+    load_seconds: float
+
+    @property
+    def name(self) -> str:
+        return self.plan.model_name
+
+    @property
+    def backend_name(self) -> str:
+        return self.backend.name
+
+    @property
+    def is_fallback(self) -> bool:
+        return self.backend.name != self.plan.chain[0]
+
+    def metadata(self) -> dict[str, Any]:
+        """The seed's BackendMetadata, as a dict."""
+        info = self.backend.info(self.handle)
+        return {
+            "backend_type": self.backend.name,
+            "device": info.get("device"),
+            "is_fallback": self.is_fallback,
+            "load_time": self.load_seconds,
+            "model_info": info,
+        }
+
+
+class Resolver:
+    """Loads a plan on the first backend of its chain that can serve it, and hands over on failure."""
+
+    def __init__(self, registry: PluginRegistry, monitor: PerformanceMonitor) -> None:
+        self.registry = registry
+        self.monitor = monitor
+
+    def load(self, plan: LoadPlan, *, start_after: str | None = None, history: tuple[Attempt, ...] = ()) -> LoadedModel:
+        attempts = list(history)
+        chain = plan.after(start_after) if start_after else plan.chain
+        for position, name in enumerate(chain):
+            started = time.perf_counter()
+            try:
+                backend, handle = self._load_on(name, plan)
+            except USER_ERRORS:
+                raise
+            except Exception as exc:
+                attempts.append(Attempt(name, "load", _outcome(exc), _reason(exc), time.perf_counter() - started))
+                following = chain[position + 1 : position + 2]
+                if not plan.fallback_enabled(name):
+                    _raise_wrapped(exc, ModelLoadError, f"backend '{name}' could not load '{plan.model_name}'", _NO_FALLBACK)
+                if not following:
+                    raise ModelLoadError(
+                        f"no backend could load '{plan.model_name}': {_summary(attempts)}",
+                        hint=f"run `muai explain {plan.model_name}` for details",
+                    ) from exc
+                self._fall_back(plan.model_name, name, following[0], "load", exc)
+                continue
+            seconds = time.perf_counter() - started
+            attempts.append(Attempt(name, "load", "ok", "", seconds))
+            self.monitor.record_load(name, plan.model_name, seconds)
+            return LoadedModel(plan, backend, handle, tuple(attempts), seconds)
+        raise ModelLoadError(f"no backend to try for '{plan.model_name}'", hint="check backend.priority in the config")
+
+    def run(self, loaded: LoadedModel, stage: str, operation: Callable[[LoadedModel], R]) -> tuple[R, LoadedModel]:
+        """Run ``operation``; on a backend failure, reload on the next backend and run it there."""
+        while True:
+            try:
+                return operation(loaded), loaded
+            except USER_ERRORS:
+                raise
+            except Exception as exc:
+                name, following = loaded.backend_name, loaded.plan.after(loaded.backend_name)
+                message = f"backend '{name}' failed to {stage} with '{loaded.name}'"
+                if not loaded.plan.fallback_enabled(name):
+                    _raise_wrapped(exc, InferenceError, message, _NO_FALLBACK)
+                if not following:
+                    _raise_wrapped(exc, InferenceError, message, _CHAIN_END)
+                self.release(loaded)
+                self._fall_back(loaded.name, name, following[0], stage, exc)
+                failure = Attempt(name, stage, "failed", _reason(exc))
+                loaded = self.load(loaded.plan, start_after=name, history=(*loaded.attempts, failure))
+
+    def release(self, loaded: LoadedModel) -> None:
+        """Unload through the owning backend; a failing unload is logged, never raised."""
+        try:
+            loaded.backend.unload(loaded.handle)
+        except Exception as exc:
+            log.warning("muai: backend '%s' failed to unload '%s': %s", loaded.backend_name, loaded.name, exc)
+
+    def _load_on(self, name: str, plan: LoadPlan) -> tuple[Backend, Any]:
+        if name not in self.registry.backend_names():
+            hint = KNOWN_BACKENDS.get(name, "install the plugin that provides it")
+            raise _NotInstalled(f"backend '{name}' is not installed", hint=hint)
+        backend = self.registry.backend(name)
+        availability = backend.available()
+        if not availability.available:
+            raise _Unavailable(f"backend '{name}' is unavailable: {availability.reason}")
+        settings = plan.settings_for(name)
+        request = LoadRequest(
+            model_name=plan.model_name,
+            model_type=plan.model_type,
+            source=plan.source.source,
+            is_local=plan.source.is_local,
+            device=str(settings.get("device", plan.device)),
+            settings=settings,
+            paths=plan.source.paths,
+        )
+        return backend, backend.load(request)
+
+    def _fall_back(self, model: str, failed: str, following: str, stage: str, exc: BaseException) -> None:
+        reason = _reason(exc)
+        log.warning("muai: '%s' failed on %s during %s (%s); falling back to %s", model, failed, stage, reason, following)
+        self.monitor.record_fallback(FallbackEvent(model, failed, following, stage, reason))
+
+
+class _NotInstalled(BackendInitializationError):
+    pass
+
+
+class _Unavailable(BackendInitializationError):
+    pass
+
+
+def _outcome(exc: BaseException) -> str:
+    if isinstance(exc, _NotInstalled):
+        return "not installed"
+    return "unavailable" if isinstance(exc, _Unavailable) else "failed"
+
+
+def _reason(exc: BaseException) -> str:
+    return str(exc) if isinstance(exc, BackendError) else f"{type(exc).__name__}: {exc}"
+
+
+def _summary(attempts: list[Attempt]) -> str:
+    return "; ".join(f"{a.backend}: {a.outcome} ({a.reason})" for a in attempts)
+
+
+_NO_FALLBACK = "fallback is disabled for this backend (enable_fallback: false)"
+_CHAIN_END = "no backend is left in the chain; add one to backend.priority to fall back to"
+
+
+def _raise_wrapped(exc: BaseException, error_type: type[BackendError], message: str, hint: str) -> NoReturn:
+    """Our own errors pass through unchanged; anything else is wrapped with context, chained as cause."""
+    if isinstance(exc, BackendError):
+        raise exc
+    raise error_type(f"{message}: {type(exc).__name__}: {exc}", hint=hint) from exc

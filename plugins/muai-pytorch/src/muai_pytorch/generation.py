@@ -1,0 +1,128 @@
+"""Generation and forward passes on a loaded PyTorch model."""
+
+from __future__ import annotations
+
+import threading
+import time
+from contextlib import nullcontext
+from collections.abc import Mapping
+from typing import Any
+
+from muai_core.contracts import GenerationRequest, GenerationResult
+from muai_core.errors import InvalidInputError
+from muai_core.inputs import token_arrays
+from muai_core.streaming import TextStream
+
+from muai_pytorch.loading import PyTorchModel
+
+#: torch's RNG is process-global: seeded generations take turns.
+_seed_lock = threading.Lock()
+
+
+def generate(handle: PyTorchModel, request: GenerationRequest) -> GenerationResult:
+    import torch
+    from transformers import GenerationConfig
+
+    tokenizer, model = handle.tokenizer, handle.model
+    prompt_ids = tokenizer(request.prompt, return_tensors="pt").input_ids.to(handle.device)
+    prompt_tokens = prompt_ids.shape[1]
+    if prompt_tokens == 0:
+        raise InvalidInputError("the prompt encodes to no tokens", hint="pass some text the tokenizer can encode")
+    budget = request.new_token_budget(prompt_tokens, handle.context_length)
+    eos = _eos_ids(model, tokenizer)
+    config = GenerationConfig(
+        max_new_tokens=budget,
+        do_sample=request.do_sample,
+        eos_token_id=eos or None,
+        pad_token_id=eos[0] if eos else None,
+        **_sampling(request),
+    )
+    clock = _TokenClock(TextStream(lambda ids: tokenizer.decode(ids, skip_special_tokens=True), request.streamer))
+    started = time.perf_counter()
+    with torch.inference_mode(), (_seed_lock if request.seed is not None else nullcontext()):
+        if request.seed is not None:
+            torch.manual_seed(request.seed)
+        output = model.generate(
+            prompt_ids,
+            attention_mask=torch.ones_like(prompt_ids),
+            generation_config=config,
+            streamer=clock,
+            stopping_criteria=[clock.stopping_criterion()],
+        )
+    new_ids = tuple(int(t) for t in output[0, prompt_tokens:].tolist())
+    if eos and new_ids and new_ids[-1] in eos:
+        finish = "eos"
+    else:
+        finish = "stopped" if clock.stream.stopped else "length"
+    completion = tokenizer.decode(new_ids, skip_special_tokens=True)
+    full = tokenizer.decode(output[0].tolist(), skip_special_tokens=True)
+    times = [started, *clock.times]
+    return GenerationResult(
+        text=full if request.return_full_text else completion,
+        completion=completion,
+        prompt_tokens=prompt_tokens,
+        token_ids=new_ids,
+        finish_reason=finish,
+        ttft_s=times[1] - started if len(times) > 1 else time.perf_counter() - started,
+        token_latencies_s=tuple(b - a for a, b in zip(times[1:], times[2:])),
+    )
+
+
+def forward(handle: PyTorchModel, inputs: Mapping[str, Any]) -> dict[str, Any]:
+    import torch
+
+    ids, mask = token_arrays(inputs, handle.model.config.vocab_size)
+    with torch.inference_mode():
+        out = handle.model(
+            input_ids=torch.from_numpy(ids).to(handle.device),
+            attention_mask=torch.from_numpy(mask).to(handle.device),
+        )
+    return {"logits": out.logits.float().cpu().numpy()}
+
+
+def _sampling(request: GenerationRequest) -> dict[str, Any]:
+    if not request.do_sample:
+        return {}
+    return {"temperature": request.temperature, "top_k": request.top_k or None, "top_p": request.top_p}
+
+
+def _eos_ids(model: Any, tokenizer: Any) -> list[int]:
+    eos = model.generation_config.eos_token_id
+    if eos is None:
+        eos = model.config.eos_token_id if model.config.eos_token_id is not None else tokenizer.eos_token_id
+    if eos is None:
+        return []
+    return [int(e) for e in (eos if isinstance(eos, (list, tuple)) else [eos])]
+
+
+class _TokenClock:
+    """A transformers streamer that timestamps each new token, streams text and can stop generation."""
+
+    def __init__(self, stream: TextStream) -> None:
+        self.stream = stream
+        self.times: list[float] = []
+        self._prompt_seen = False
+
+    def put(self, value: Any) -> None:
+        if not self._prompt_seen:  # transformers first hands over the prompt
+            self._prompt_seen = True
+            return
+        self.times.append(time.perf_counter())
+        for token in value.reshape(-1).tolist():
+            self.stream.push(int(token))
+
+    def end(self) -> None:
+        pass
+
+    def stopping_criterion(self) -> Any:
+        import torch
+        from transformers import StoppingCriteria
+
+        stream = self.stream
+
+        class _StopWhenAsked(StoppingCriteria):
+            def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+                return torch.full((input_ids.shape[0],), stream.stopped, dtype=torch.bool, device=input_ids.device)
+
+        return _StopWhenAsked()
+

@@ -1,0 +1,52 @@
+"""The muai hook implementations of the ``pytorch`` backend."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from importlib.util import find_spec
+from typing import Any
+
+from muai_core import hookimpl
+from muai_core.contracts import Availability, GenerationRequest, GenerationResult, LoadRequest
+
+from muai_pytorch import generation, loading
+
+REQUIRED_MODULES = ("torch", "transformers", "safetensors")
+
+
+class PyTorchBackend:
+    """Runs Hugging Face causal LMs with PyTorch. torch is imported only when a model loads."""
+
+    @hookimpl
+    def muai_backend_available(self) -> Availability:
+        missing = [m for m in REQUIRED_MODULES if find_spec(m) is None]
+        if missing:
+            return Availability(False, f"missing Python package(s): {', '.join(missing)}; pip install muai-pytorch")
+        return Availability(True)
+
+    @hookimpl
+    def muai_load_model(self, request: LoadRequest) -> loading.PyTorchModel:
+        return loading.load(request)
+
+    @hookimpl
+    def muai_forward(self, model: loading.PyTorchModel, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        return generation.forward(model, inputs)
+
+    @hookimpl
+    def muai_generate(self, model: loading.PyTorchModel, request: GenerationRequest) -> GenerationResult:
+        return generation.generate(model, request)
+
+    @hookimpl
+    def muai_unload_model(self, model: loading.PyTorchModel) -> None:
+        loading.unload(model)
+
+    @hookimpl
+    def muai_model_info(self, model: loading.PyTorchModel) -> dict[str, Any]:
+        return {
+            "backend": "pytorch",
+            "device": model.device,
+            "dtype": model.dtype,
+            "parameters": sum(p.numel() for p in model.model.parameters()) if model.model is not None else 0,
+            "context_length": model.context_length,
+            "source": model.source,
+        }

@@ -1,0 +1,58 @@
+"""The ``backend.pytorch`` config section, validated."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from muai_core.errors import ConfigurationError
+
+log = logging.getLogger(__name__)
+
+DTYPES = ("float32", "float16", "bfloat16")
+KEYS = ("device", "dtype", "enable_fallback")
+
+
+@dataclass(frozen=True)
+class PyTorchSettings:
+    device: str
+    dtype: str
+
+
+def parse_settings(device: str, section: Mapping[str, Any]) -> PyTorchSettings:
+    unknown = sorted(set(section) - set(KEYS))
+    if unknown:
+        raise ConfigurationError(
+            f"unknown key(s) in backend.pytorch: {', '.join(unknown)}", hint=f"allowed keys are: {', '.join(KEYS)}"
+        )
+    dtype = section.get("dtype", "float32")
+    if dtype not in DTYPES:
+        raise ConfigurationError(f"backend.pytorch.dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    return PyTorchSettings(device=torch_device(device), dtype=dtype)
+
+
+def torch_device(requested: str) -> str:
+    """Normalise a device name; CUDA requested where none exists runs on the CPU, with a warning."""
+    import torch
+
+    name = requested.strip().lower()
+    if name == "gpu":
+        name = "cuda"
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cpu":
+        return name
+    index = name.partition(":")[2]
+    if not name.startswith("cuda") or name not in ("cuda", f"cuda:{index}") or (index and not index.isdigit()):
+        raise ConfigurationError(
+            f"PyTorch device must be cpu, cuda, cuda:N or auto, got {requested!r}",
+            hint="set backend.pytorch.device or ModelManager(device=...)",
+        )
+    if not torch.cuda.is_available():
+        log.warning("muai-pytorch: device %r requested but CUDA is not available; running on the CPU", requested)
+        return "cpu"
+    if index and int(index) >= torch.cuda.device_count():
+        raise ConfigurationError(f"{requested!r} does not exist: {torch.cuda.device_count()} CUDA device(s) here")
+    return name
