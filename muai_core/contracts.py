@@ -50,6 +50,7 @@ class GenerationRequest:
 
     ``max_new_tokens`` wins over ``max_length`` (prompt plus new tokens), as in transformers.
     ``return_full_text`` keeps the prompt in ``GenerationResult.text`` (the seed's behaviour).
+    ``chat`` sends the prompt as one user message through the model's chat template.
     """
 
     prompt: str
@@ -61,6 +62,7 @@ class GenerationRequest:
     top_p: float = 1.0
     seed: int | None = None
     return_full_text: bool = True
+    chat: bool = False
     streamer: Streamer | None = None
 
     @classmethod
@@ -94,6 +96,7 @@ class GenerationRequest:
             _check_int("max_new_tokens", self.max_new_tokens, minimum=1)
         _check_bool("do_sample", self.do_sample)
         _check_bool("return_full_text", self.return_full_text)
+        _check_bool("chat", self.chat)
         _check_int("top_k", self.top_k, minimum=0)
         if not _is_real(self.temperature) or not 0 < self.temperature < math.inf:
             raise InvalidInputError(
@@ -184,4 +187,4 @@ def _check_int(name: str, value: Any, *, minimum: int, maximum: int | None = Non
         raise InvalidInputError(f"{name} must be an int, got {type(value).__name__} {value!r}")
     if value < minimum or (maximum is not None and value > maximum):
         upper = f" and <= {maximum}" if maximum is not None else ""
-        raise InvalidInputError(f"{name} must be >= {minimum}{upper}, got {value}")
+        raise InvalidInputError(f"{name} must be >= {minimum}{upper}, got {value}", hint=f"pass {name}={minimum} or more")

@@ -83,12 +83,13 @@ class PluginRegistry:
         with self._lock:
             self.pm.register(plugin, name=name)
             hooks = tuple(sorted(caller.name for caller in self.pm.get_hookcallers(plugin) or ()))
-            if "muai_load_model" in hooks:
-                try:
+            try:
+                self.pm.check_pending()  # a misspelt muai_ hook fails here, not silently later
+                if "muai_load_model" in hooks:
                     self._backends[name] = Backend(name, plugin, self.pm)
-                except BackendError:
-                    self.pm.unregister(name=name)
-                    raise
+            except (BackendError, pluggy.PluginValidationError):
+                self.pm.unregister(name=name)
+                raise
             self._records[name] = PluginRecord(name, distribution, version, hooks=hooks)
 
     def unregister(self, name: str) -> None:

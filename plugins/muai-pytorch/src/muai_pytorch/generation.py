@@ -11,7 +11,7 @@ from typing import Any
 from muai_core.contracts import GenerationRequest, GenerationResult
 from muai_core.errors import InvalidInputError
 from muai_core.inputs import token_arrays
-from muai_core.streaming import TextStream
+from muai_core.text import TextStream, prompt_text
 
 from muai_pytorch.loading import PyTorchModel
 
@@ -24,7 +24,8 @@ def generate(handle: PyTorchModel, request: GenerationRequest) -> GenerationResu
     from transformers import GenerationConfig
 
     tokenizer, model = handle.tokenizer, handle.model
-    prompt_ids = tokenizer(request.prompt, return_tensors="pt").input_ids.to(handle.device)
+    prompt_ids = tokenizer(prompt_text(tokenizer, request), return_tensors="pt", add_special_tokens=not request.chat)
+    prompt_ids = prompt_ids.input_ids.to(handle.device)
     prompt_tokens = prompt_ids.shape[1]
     if prompt_tokens == 0:
         raise InvalidInputError("the prompt encodes to no tokens", hint="pass some text the tokenizer can encode")

@@ -1,10 +1,12 @@
-"""Incremental detokenisation shared by backends: emit each new piece of text once it is whole."""
+"""Prompt and text handling shared by backends that use Hugging Face tokenizers."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
-from muai_core.contracts import Streamer
+from muai_core.contracts import GenerationRequest, Streamer
+from muai_core.errors import InvalidInputError
 
 
 class TextStream:
@@ -30,3 +32,13 @@ class TextStream:
         piece, self._sent = text[self._sent :], len(text)
         if piece and self._streamer(piece) is False:
             self.stopped = True
+
+
+def prompt_text(tokenizer: Any, request: GenerationRequest) -> str:
+    """The text to tokenise: the prompt itself, or one user message in the chat template."""
+    if not request.chat:
+        return request.prompt
+    if not getattr(tokenizer, "chat_template", None):
+        raise InvalidInputError("this model's tokenizer has no chat template", hint="generate without chat")
+    messages = [{"role": "user", "content": request.prompt}]
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)

@@ -1,0 +1,137 @@
+"""The ``muai`` command line. Plugins add sub-commands through ``muai_register_commands``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import traceback
+from collections.abc import Sequence
+
+from muai_core import __version__
+from muai_core.errors import BackendError
+from muai_core.manager import ModelManager
+from muai_core.plugins import default_registry
+
+EXIT_ERROR = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="muai", description="Run language models on pluggable backends.")
+    parser.add_argument("--version", action="version", version=f"muai {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    parser.add_argument("--config", help="config YAML (default: $MUAI_CONFIG or config/system.yaml)")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.required = True
+
+    plugins = commands.add_parser("plugins", help="list plugins, their backends and whether they can run")
+    plugins.set_defaults(func=cmd_plugins)
+
+    generate = commands.add_parser("generate", help="generate text from a prompt")
+    generate.add_argument("model", help="model name, local directory or hub id")
+    generate.add_argument("prompt", help="the prompt text")
+    generate.add_argument("--chat", action="store_true", help="wrap the prompt in the model's chat template")
+    generate.add_argument("--backend", help="backend to use first (falls back along backend.priority)")
+    generate.add_argument("--device", default="cpu", help="device, e.g. cpu, cuda, GPU (default: cpu)")
+    generate.add_argument("--max-new-tokens", type=int, default=64)
+    generate.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
+    generate.add_argument("--temperature", type=float)
+    generate.add_argument("--top-k", type=int)
+    generate.add_argument("--top-p", type=float)
+    generate.add_argument("--seed", type=int)
+    generate.add_argument("--stream", action="store_true", help="print tokens as they come")
+    generate.set_defaults(func=cmd_generate)
+
+    explain = commands.add_parser("explain", help="show which backends were tried for a model, and why")
+    explain.add_argument("model")
+    explain.add_argument("--backend", help="backend to try first")
+    explain.set_defaults(func=cmd_explain)
+
+    default_registry().pm.hook.muai_register_commands(subparsers=commands)
+    return parser
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    registry = default_registry()
+    for record in registry.records():
+        origin = f"{record.distribution} {record.version}" if record.distribution else "registered in place"
+        if not record.loaded:
+            print(f"{record.name:<12} {origin:<28} BROKEN: {record.error}")
+            continue
+        if record.name in registry.backend_names():
+            availability = registry.backend(record.name).available()
+            state = "available" if availability.available else f"unavailable: {availability.reason}"
+        else:
+            state = "commands only"
+        print(f"{record.name:<12} {origin:<28} {state}")
+    if not registry.records():
+        print("no plugins installed; pip install muai-pytorch")
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    manager = ModelManager(device=args.device, backend=args.backend, config_path=args.config)
+    manager.load_model(args.model)
+    kwargs = {
+        "chat": args.chat,
+        "max_new_tokens": args.max_new_tokens,
+        "do_sample": True if args.sample else None,
+        "temperature": args.temperature,
+        "top_k": args.top_k,
+        "top_p": args.top_p,
+        "seed": args.seed,
+        "return_full_text": False,
+    }
+    if args.stream:
+        kwargs["streamer"] = lambda piece: print(piece, end="", flush=True)
+    result = manager.generate_result(args.model, args.prompt, **kwargs)
+    print("" if args.stream else result.completion)
+    final = manager.get_model(args.model)
+    speed = result.new_tokens / result.total_s if result.total_s > 0 else 0.0
+    note = " (fallback)" if final.is_fallback else ""
+    print(
+        f"[{final.backend_name}{note}] {result.new_tokens} tokens, {speed:.1f} tok/s, "
+        f"first token {result.ttft_s * 1000:.0f} ms, stop: {result.finish_reason}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    manager = ModelManager(config_path=args.config)
+    plan = manager.plan(args.model, backend_override=args.backend)
+    where = "local directory" if plan.source.is_local else "Hugging Face hub id"
+    print(f"model {plan.model_name}: {where} {plan.source.source}")
+    print(f"chain: {' -> '.join(plan.chain)}")
+    try:
+        loaded = manager.load_model(args.model, backend_override=args.backend)
+        attempts = loaded.attempts
+    except BackendError as exc:
+        attempts = ()
+        print(f"failed: {exc}")
+    for attempt in attempts:
+        reason = f" - {attempt.reason}" if attempt.reason else ""
+        print(f"  {attempt.backend:<10} {attempt.stage:<9} {attempt.outcome:<14} {attempt.seconds:.2f}s{reason}")
+    return 0 if attempts and attempts[-1].outcome == "ok" else EXIT_ERROR
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s %(message)s")
+    try:
+        args = build_parser().parse_args(argv)
+        return int(args.func(args))
+    except BackendError as exc:
+        if debug:
+            traceback.print_exc()
+        print(f"muai: error: {exc.reason}", file=sys.stderr)
+        if exc.hint:
+            print(f"hint: {exc.hint}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

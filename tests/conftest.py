@@ -1,0 +1,68 @@
+"""Shared fixtures: an isolated working directory, a fresh registry with real in-place backends."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+from muai_core import ModelManager, PerformanceMonitor
+from muai_core.plugins import PluginRegistry
+from muai_core.testing import CountingBackend, FaultyBackend
+
+settings.register_profile("default", suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None)
+settings.load_profile("default")
+
+
+@pytest.fixture(autouse=True)
+def isolated_cwd(tmp_path, monkeypatch):
+    """Each test runs in an empty directory: no config/system.yaml, no models/ unless it makes them."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MUAI_CONFIG", raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # nothing may come from the hub here; fail fast
+    return tmp_path
+
+
+@pytest.fixture
+def counting() -> CountingBackend:
+    return CountingBackend()
+
+
+@pytest.fixture
+def registry(counting) -> PluginRegistry:
+    """A registry holding only the in-place ``counting`` backend (no entry points)."""
+    registry = PluginRegistry()
+    registry.register(counting, "counting")
+    return registry
+
+
+@pytest.fixture
+def monitor() -> PerformanceMonitor:
+    return PerformanceMonitor()
+
+
+@pytest.fixture
+def make_manager(registry, monitor):
+    def make(**kwargs) -> ModelManager:
+        kwargs.setdefault("backend", "counting")
+        return ModelManager(registry=registry, monitor=monitor, **kwargs)
+
+    return make
+
+
+@pytest.fixture
+def add_faulty(registry):
+    def add(name: str = "faulty", **kwargs) -> FaultyBackend:
+        backend = FaultyBackend(name=name, **kwargs)
+        registry.register(backend, name)
+        return backend
+
+    return add
+
+
+def write_config(text: str, path: str = "config/system.yaml") -> str:
+    from pathlib import Path
+
+    file = Path(path)
+    file.parent.mkdir(parents=True, exist_ok=True)
+    file.write_text(text, encoding="utf-8")
+    return str(file)

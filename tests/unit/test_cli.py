@@ -1,0 +1,85 @@
+"""The muai CLI: output, exit codes, one-line errors with hints, and plugin commands."""
+
+from __future__ import annotations
+
+import pytest
+
+from muai_core.cli import main
+from muai_core.hookspecs import hookimpl
+from muai_core.testing import CountingBackend, FaultyBackend, registered
+from tests.conftest import write_config
+
+
+@pytest.fixture(autouse=True)
+def counting_backend():
+    with registered(CountingBackend(), "counting"):
+        yield
+
+
+def test_plugins_lists_backends_with_availability(capsys):
+    with registered(FaultyBackend(fail_on=frozenset({"available"})), "down"):
+        assert main(["plugins"]) == 0
+    out = capsys.readouterr().out
+    assert "counting" in out and "registered in place" in out
+    assert "down" in out and "unavailable: injected" in out
+
+
+def test_generate_prints_the_completion_and_a_summary(capsys):
+    assert main(["generate", "m", "ab", "--backend", "counting", "--max-new-tokens", "3"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.strip() == "cde"
+    assert "[counting] 3 tokens" in captured.err and "stop: length" in captured.err
+
+
+def test_generate_streams(capsys):
+    assert main(["generate", "m", "a", "--backend", "counting", "--max-new-tokens", "4", "--stream"]) == 0
+    assert capsys.readouterr().out == "bcde\n"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["generate", "m", "x", "--backend", "nope"], "unknown backend 'nope'"),
+        (["generate", "m", "x", "--backend", "counting", "--max-new-tokens", "0"], "max_new_tokens must be >= 1"),
+        (["generate", "m", "", "--backend", "counting"], "prompt is empty"),
+        (["generate", "../../etc", "x", "--backend", "counting"], "not a valid model name"),
+    ],
+)
+def test_errors_are_one_line_with_a_hint_and_exit_2(capsys, argv, message):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("muai: error: ") and message in err.splitlines()[0]
+    assert err.splitlines()[1].startswith("hint: ")
+    assert "Traceback" not in err
+
+
+def test_debug_shows_the_traceback(capsys):
+    assert main(["--debug", "generate", "m", "x", "--backend", "nope"]) == 2
+    assert "Traceback" in capsys.readouterr().err
+
+
+def test_explain_lists_each_attempt(capsys):
+    config = write_config("backend: {priority: [counting]}")
+    with registered(FaultyBackend(), "faulty"):
+        assert main(["--config", config, "explain", "m", "--backend", "faulty"]) == 0
+    out = capsys.readouterr().out
+    assert "chain: faulty -> counting" in out
+    assert "faulty     load      failed" in out and "counting   load      ok" in out
+
+
+def test_plugins_can_add_commands(capsys):
+    class Hello:
+        @hookimpl
+        def muai_register_commands(self, subparsers):
+            parser = subparsers.add_parser("hello")
+            parser.set_defaults(func=lambda args: print("hi from a plugin") or 0)
+
+    with registered(Hello(), "hello"):
+        assert main(["hello"]) == 0
+    assert "hi from a plugin" in capsys.readouterr().out
+
+
+def test_bad_flags_exit_non_zero(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["generate"])
+    assert info.value.code == 2

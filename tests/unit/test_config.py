@@ -1,0 +1,104 @@
+"""YAML configuration: defaults, the seed's schema, and clear errors for invalid content."""
+
+from __future__ import annotations
+
+import pytest
+
+from muai_core.config import MuaiConfig, load_config, parse_config
+from muai_core.errors import ConfigurationError
+from tests.conftest import write_config
+
+SEED_EXAMPLE = """
+backend:
+  default: openvino
+  openvino:
+    device: CPU
+    enable_fallback: true
+    cache_dir: models/openvino
+    num_streams: 1
+  pytorch:
+    device: cpu
+    dtype: float32
+model_overrides:
+  gpt2: openvino
+  t5-small: pytorch
+models:
+  gpt2:
+    pytorch_path: models/gpt2
+    openvino_path: models/openvino/gpt2
+"""
+
+
+def test_missing_file_gives_defaults():
+    config = load_config()
+    assert config == MuaiConfig()
+    assert (config.default_backend, config.priority, config.models_dir) == ("pytorch", ("pytorch",), "models")
+
+
+def test_seed_schema_parses():
+    config = load_config(write_config(SEED_EXAMPLE))
+    assert config.default_backend == "openvino"
+    assert config.backend_settings("openvino")["num_streams"] == 1
+    assert config.backend_settings("pytorch") == {"device": "cpu", "dtype": "float32"}
+    assert config.model_overrides == {"gpt2": ("openvino",), "t5-small": ("pytorch",)}
+    assert config.models["gpt2"]["openvino_path"] == "models/openvino/gpt2"
+    assert config.fallback_enabled("openvino") and config.fallback_enabled("unknown")
+    assert config.source == "config/system.yaml"
+
+
+def test_env_variable_names_the_file(monkeypatch):
+    path = write_config("backend: {default: openvino}", "elsewhere.yaml")
+    monkeypatch.setenv("MUAI_CONFIG", path)
+    assert load_config().default_backend == "openvino"
+
+
+def test_empty_file_gives_defaults():
+    assert load_config(write_config("")).default_backend == "pytorch"
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        ("backend: [pytorch", "cannot read config"),
+        ("- a\n- b\n", "the top level"),
+        ("backends: {}", "backends"),
+        ("backend: {default: 3}", "backend.default"),
+        ("backend: {default: '../x'}", "backend.default"),
+        ("backend: {priority: pytorch}", "backend.priority"),
+        ("backend: {priority: []}", "backend.priority"),
+        ("backend: {openvino: {enable_fallback: 'yes'}}", "backend.openvino.enable_fallback"),
+        ("backend: {openvino: {device: 0}}", "backend.openvino.device"),
+        ("backend: {openvino: [CPU]}", "backend.openvino"),
+        ("model_overrides: {gpt2: [1]}", "model_overrides.gpt2[0]"),
+        ("models: {gpt2: {path: x}}", "models.gpt2.path"),
+        ("models_dir: 7", "models_dir"),
+        ("backend: {1: {}}", "non-text key"),
+    ],
+)
+def test_invalid_content_names_the_key(text, named):
+    with pytest.raises(ConfigurationError) as info:
+        load_config(write_config(text))
+    assert named in str(info.value)
+    assert "config/system.yaml" in str(info.value)
+
+
+def test_unknown_top_level_key_lists_allowed_keys():
+    with pytest.raises(ConfigurationError, match="allowed keys are: backend, model_overrides, models, models_dir"):
+        parse_config({"model_override": {}})
+
+
+def test_override_list_is_a_chain_without_duplicates():
+    config = parse_config({"model_overrides": {"m": ["openvino", "pytorch", "openvino"]}})
+    assert config.model_overrides["m"] == ("openvino", "pytorch")
+
+
+def test_non_utf8_file_is_a_configuration_error(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_bytes(b"backend:\n  default: \xff\xfe\n")
+    with pytest.raises(ConfigurationError, match="cannot read config"):
+        load_config(path)
+
+
+def test_directory_instead_of_file_is_rejected(tmp_path):
+    with pytest.raises(ConfigurationError, match="not a file"):
+        load_config(tmp_path)

@@ -1,0 +1,62 @@
+"""GenerationRequest validation: everything out of range is refused with a message naming it."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from muai_core.contracts import GenerationRequest
+from muai_core.errors import InvalidInputError
+
+
+def test_defaults_are_greedy_with_the_seeds_max_length():
+    request = GenerationRequest.from_kwargs("hi")
+    assert (request.max_length, request.do_sample, request.return_full_text) == (100, False, True)
+
+
+def test_sampling_arguments_imply_sampling_unless_told_otherwise():
+    assert GenerationRequest.from_kwargs("hi", temperature=0.7).do_sample is True
+    with pytest.raises(InvalidInputError, match="temperature only apply when sampling"):
+        GenerationRequest.from_kwargs("hi", temperature=0.7, do_sample=False)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "named"),
+    [
+        ({"prompt": ""}, "prompt is empty"),
+        ({"prompt": b"bytes"}, "prompt must be a str"),
+        ({"max_length": 0}, "max_length"),
+        ({"max_length": 1.5}, "max_length must be an int"),
+        ({"max_new_tokens": -3}, "max_new_tokens"),
+        ({"temperature": 0.0, "do_sample": True}, "temperature"),
+        ({"temperature": math.nan}, "temperature"),
+        ({"temperature": math.inf}, "temperature"),
+        ({"top_p": 1.5}, "top_p"),
+        ({"top_k": -1}, "top_k"),
+        ({"seed": 2**40}, "seed"),
+        ({"do_sample": "yes"}, "do_sample"),
+        ({"streamer": 3}, "streamer"),
+        ({"beams": 4}, "unknown generation argument(s): beams"),
+    ],
+)
+def test_invalid_arguments_are_named(kwargs, named):
+    prompt = kwargs.pop("prompt", "hello")
+    with pytest.raises(InvalidInputError) as info:
+        GenerationRequest.from_kwargs(prompt, **kwargs)
+    assert named in str(info.value)
+
+
+def test_budget_from_max_length_and_max_new_tokens():
+    assert GenerationRequest.from_kwargs("x", max_length=10).new_token_budget(4) == 6
+    assert GenerationRequest.from_kwargs("x", max_length=10, max_new_tokens=20).new_token_budget(4) == 20
+    with pytest.raises(InvalidInputError, match="leaves no room after the prompt's 10 tokens"):
+        GenerationRequest.from_kwargs("x", max_length=10).new_token_budget(10)
+
+
+def test_budget_respects_the_context():
+    request = GenerationRequest.from_kwargs("x", max_new_tokens=50)
+    with pytest.raises(InvalidInputError, match="ask for at most 28 new tokens"):
+        request.new_token_budget(100, context_length=128)
+    with pytest.raises(InvalidInputError, match="context holds 128"):
+        request.new_token_budget(128, context_length=128)

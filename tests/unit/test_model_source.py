@@ -1,0 +1,54 @@
+"""Model name resolution: config, models dir, local paths, hub ids, and no escape from models/."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from muai_core.config import parse_config
+from muai_core.errors import ModelLoadError
+from muai_core.model_source import resolve_model
+
+
+def make_dir(path: str) -> str:
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+def test_config_entry_wins():
+    config = parse_config({"models": {"gpt2": {"pytorch_path": "weights/gpt2", "openvino_path": "ir/gpt2"}}})
+    source = resolve_model("gpt2", config)
+    assert (source.source, source.is_local, source.paths["openvino_path"]) == ("weights/gpt2", True, "ir/gpt2")
+
+
+def test_models_dir_then_local_path_then_hub():
+    config = parse_config({})
+    make_dir("models/gpt2")
+    assert resolve_model("gpt2", config).source == os.path.join("models", "gpt2")
+    make_dir("elsewhere/tiny")
+    assert (resolve_model("elsewhere/tiny", config).source, resolve_model("elsewhere/tiny", config).is_local) == (
+        "elsewhere/tiny",
+        True,
+    )
+    hub = resolve_model("HuggingFaceTB/SmolLM2-135M", config)
+    assert (hub.source, hub.is_local) == ("HuggingFaceTB/SmolLM2-135M", False)
+
+
+def test_configured_models_dir_is_used():
+    make_dir("store/m")
+    assert resolve_model("m", parse_config({"models_dir": "store"})).source == os.path.join("store", "m")
+
+
+@pytest.mark.parametrize("name", ["", "   ", None, 3, "a\x00b", "../../etc", "a b c", "org/name/extra"])
+def test_invalid_names_are_refused(name):
+    with pytest.raises(ModelLoadError):
+        resolve_model(name, parse_config({}))
+
+
+def test_symlink_out_of_models_dir_is_refused(tmp_path):
+    make_dir("models")
+    outside = make_dir(str(tmp_path / "outside"))
+    os.symlink(outside, "models/escape")
+    with pytest.raises(ModelLoadError, match="links outside the models directory"):
+        resolve_model("escape", parse_config({}))
