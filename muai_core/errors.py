@@ -12,7 +12,7 @@ class BackendError(Exception):
     def __init__(self, message: str, *, hint: str | None = None) -> None:
         self.reason = message
         self.hint = hint
-        super().__init__(f"{message}. {hint}" if hint else message)
+        super().__init__(f"{message.rstrip('.')}. {hint}" if hint else message)
 
 
 class ConfigurationError(BackendError, ValueError):

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 DEFAULT_WINDOW = 1000
 
@@ -146,15 +149,21 @@ class PerformanceMonitor:
         }
 
     def compare_backends(self, backend1: str, backend2: str) -> dict[str, Any]:
-        """How ``backend2`` compares with ``backend1``; ratios above 1 mean ``backend2`` is better."""
+        """How ``backend2`` compares with ``backend1``; ratios above 1 mean ``backend2`` is better.
+
+        Ratios are NaN, with a ``note`` saying why, while either backend has no recorded inference.
+        """
         stats1, stats2 = self.get_backend_stats(backend1), self.get_backend_stats(backend2)
-        if not stats1 or not stats2:
-            return {}
+        comparison: dict[str, Any] = {f"{backend1}_stats": stats1, f"{backend2}_stats": stats2}
+        missing = [b for b, stats in ((backend1, stats1), (backend2, stats2)) if not stats]
+        if missing:
+            note = f"no inference recorded on {' or '.join(missing)} yet: run generate on both backends first"
+            log.warning("muai: cannot compare %s with %s: %s", backend1, backend2, note)
+            return {"latency_improvement": math.nan, "throughput_improvement": math.nan, "note": note, **comparison}
         return {
             "latency_improvement": _ratio(stats1["avg_latency"], stats2["avg_latency"]),
             "throughput_improvement": _ratio(stats2["avg_throughput"], stats1["avg_throughput"]),
-            f"{backend1}_stats": stats1,
-            f"{backend2}_stats": stats2,
+            **comparison,
         }
 
     def reset(self) -> None:

@@ -106,6 +106,8 @@ class Resolver:
                 following = chain[position + 1 : position + 2]
                 if not plan.fallback_enabled(name):
                     _raise_wrapped(exc, ModelLoadError, f"backend '{name}' could not load '{plan.model_name}'", _NO_FALLBACK)
+                if not following and len(attempts) == 1:
+                    _raise_wrapped(exc, ModelLoadError, f"backend '{name}' could not load '{plan.model_name}'", _CHAIN_END)
                 if not following:
                     raise ModelLoadError(
                         f"no backend could load '{plan.model_name}': {_summary(attempts)}",

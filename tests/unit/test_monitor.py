@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -45,7 +47,8 @@ def test_compare_backends_ratios():
     comparison = monitor.compare_backends("slow", "fast")
     assert comparison["throughput_improvement"] == pytest.approx(2.0)
     assert comparison["latency_improvement"] == pytest.approx(2.0)
-    assert monitor.compare_backends("slow", "absent") == {}
+    missing = monitor.compare_backends("slow", "absent")
+    assert math.isnan(missing["throughput_improvement"]) and "no inference recorded on absent" in missing["note"]
 
 
 def test_zero_latency_does_not_divide_by_zero():

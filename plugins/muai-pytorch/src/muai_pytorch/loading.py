@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import gc
+import os
+import socket
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 from muai_core.contracts import LoadRequest
 from muai_core.errors import InvalidInputError, ModelLoadError
@@ -14,6 +17,7 @@ from muai_core.errors import InvalidInputError, ModelLoadError
 from muai_pytorch.settings import parse_settings
 
 MODEL_TYPES = ("transformers",)
+HUB_PROBE_SECONDS = 3.0
 
 
 @dataclass
@@ -38,26 +42,30 @@ def load(request: LoadRequest) -> PyTorchModel:
     settings = parse_settings(request.device, request.settings)
     if request.is_local:
         check_local_dir(Path(request.source), request.model_name)
+        offline = True
+    else:
+        offline = hub_offline()
 
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     try:
-        tokenizer = AutoTokenizer.from_pretrained(request.source, trust_remote_code=False)
+        tokenizer = AutoTokenizer.from_pretrained(request.source, trust_remote_code=False, local_files_only=offline)
         model = AutoModelForCausalLM.from_pretrained(
             request.source,
             dtype=getattr(torch, settings.dtype),
             use_safetensors=True,
             trust_remote_code=False,
+            local_files_only=offline,
         )
     except OSError as exc:
         raise ModelLoadError(
-            f"cannot load '{request.model_name}' from {_where(request)}: {exc}",
+            f"cannot load '{request.model_name}' from {_where(request)}: {_first_line(exc)}",
             hint=_hub_hint(request) if not request.is_local else "check that the directory holds a complete model",
         ) from exc
     except (ValueError, KeyError, TypeError) as exc:
         raise ModelLoadError(
-            f"'{request.model_name}' is not a causal language model transformers can load: {type(exc).__name__}: {exc}",
+            f"'{request.model_name}' is not a causal language model transformers can load: {_first_line(exc)}",
             hint="muai-pytorch loads AutoModelForCausalLM checkpoints",
         ) from exc
     model.to(settings.device).eval()
@@ -81,6 +89,21 @@ def check_local_dir(path: Path, name: str) -> None:
         )
 
 
+def hub_offline() -> bool:
+    """True when the hub must not or cannot be reached: HF_HUB_OFFLINE is set, or a quick connect fails.
+
+    Without this check an unreachable hub costs about 45 s of retries before the error.
+    """
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        return True
+    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
+    try:
+        socket.create_connection((host, 443), timeout=HUB_PROBE_SECONDS).close()
+    except OSError:
+        return True
+    return False
+
+
 def unload(handle: PyTorchModel) -> None:
     import torch
 
@@ -97,6 +120,11 @@ def _where(request: LoadRequest) -> str:
 
 def _hub_hint(request: LoadRequest) -> str:
     return (
-        f"the hub is unreachable or has no such model; put a local copy in models/{request.model_name} "
-        f"(e.g. `muai pull {request.model_name}` where the hub is reachable, or from a local directory)"
+        f"the Hugging Face hub is unreachable (or offline mode is on) and the model is not in its local cache; "
+        f"put a local copy in models/{request.model_name}, e.g. with `muai pull {request.model_name}` "
+        f"on a machine that reaches the hub, or from a local directory"
     )
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -1,0 +1,49 @@
+"""Tiny models built offline once per session; each test runs in an empty directory."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+from muai_pytorch.testing import build_tiny_model
+
+settings.register_profile("default", suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None)
+settings.load_profile("default")
+
+
+@pytest.fixture(autouse=True)
+def isolated_cwd(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MUAI_CONFIG", raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    return tmp_path
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory) -> dict[str, str]:
+    """Paths of a random GPT-2 and a random llama-family model, with their tokenizers."""
+    root = tmp_path_factory.mktemp("models")
+    return {arch: str(build_tiny_model(root / arch, arch)) for arch in ("gpt2", "llama")}
+
+
+@pytest.fixture(scope="session")
+def eos_model(tmp_path_factory, tiny_models) -> str:
+    """A GPT-2 whose every next token is EOS: the final norm outputs a constant aimed at EOS's embedding."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_models["gpt2"])
+    eos = model.config.eos_token_id
+    with torch.no_grad():
+        direction = torch.randn(model.config.n_embd)
+        model.transformer.ln_f.weight.zero_()
+        model.transformer.ln_f.bias.copy_(direction)
+        model.transformer.wte.weight[eos] = direction * 50
+    path = tmp_path_factory.mktemp("eos") / "gpt2-eos"
+    model.save_pretrained(path)
+    for name in os.listdir(tiny_models["gpt2"]):
+        if name.startswith("tokenizer") or name == "chat_template.jinja":
+            (path / name).write_bytes(open(os.path.join(tiny_models["gpt2"], name), "rb").read())
+    return str(path)

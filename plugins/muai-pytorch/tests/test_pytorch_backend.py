@@ -1,0 +1,150 @@
+"""The pytorch backend on real tiny models: generation, forward, sampling, errors, devices, unloading."""
+
+from __future__ import annotations
+
+import gc
+import json
+import logging
+import os
+import shutil
+import weakref
+
+import numpy as np
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from muai_core import ModelManager
+from muai_core.errors import ConfigurationError, InvalidInputError, ModelLoadError
+from muai_core.plugins import default_registry
+
+ARCHS = ("gpt2", "llama")
+
+
+def test_registered_through_its_entry_point():
+    record = {r.name: r for r in default_registry().records()}["pytorch"]
+    assert record.distribution == "muai-pytorch" and record.loaded
+    assert default_registry().backend("pytorch").available().available
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_greedy_matches_transformers_and_is_deterministic(tiny_models, arch):
+    path = tiny_models[arch]
+    manager = ModelManager()
+    first = manager.generate_result(path, "Hello world", max_new_tokens=12)
+    second = manager.generate_result(path, "Hello world", max_new_tokens=12)
+    assert first.token_ids == second.token_ids and len(first.token_ids) == 12
+
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(path)
+    ids = tokenizer("Hello world", return_tensors="pt").input_ids
+    expected = model.generate(ids, max_new_tokens=12, do_sample=False, pad_token_id=tokenizer.eos_token_id)
+    assert list(first.token_ids) == expected[0, ids.shape[1] :].tolist()
+    assert first.text == tokenizer.decode(expected[0], skip_special_tokens=True)
+
+
+def test_max_length_counts_the_prompt(tiny_models):
+    result = ModelManager().generate_result(tiny_models["gpt2"], "Hello world", max_length=20)
+    assert result.prompt_tokens + result.new_tokens == 20 and result.finish_reason == "length"
+
+
+def test_stops_at_eos(eos_model):
+    result = ModelManager().generate_result(eos_model, "Hello", max_new_tokens=10)
+    assert (result.finish_reason, result.new_tokens, result.completion) == ("eos", 1, "")
+
+
+def test_sampling_is_reproducible_with_a_seed(tiny_models):
+    manager = ModelManager()
+    runs = [
+        manager.generate_result(tiny_models["llama"], "The", max_new_tokens=16, temperature=1.5, top_k=50, seed=s)
+        for s in (7, 7, 8)
+    ]
+    assert runs[0].token_ids == runs[1].token_ids
+    assert runs[0].token_ids != runs[2].token_ids
+
+
+def test_streaming_pieces_make_up_the_completion_and_stop_early(tiny_models):
+    pieces: list[str] = []
+    manager = ModelManager()
+    result = manager.generate_result(tiny_models["gpt2"], "Hello", max_new_tokens=10, streamer=pieces.append)
+    assert "".join(pieces) == result.completion
+    assert len(result.token_latencies_s) == result.new_tokens - 1 and result.ttft_s > 0
+    stopped = manager.generate_result(tiny_models["gpt2"], "Hello", max_new_tokens=10, streamer=lambda p: False)
+    assert stopped.finish_reason == "stopped" and stopped.new_tokens < 10
+
+
+def test_chat_applies_the_template(tiny_models):
+    manager = ModelManager()
+    chat = manager.generate_result(tiny_models["gpt2"], "Hi", max_new_tokens=3, chat=True)
+    assert chat.text.startswith("<|user|>Hi\n<|assistant|>")
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_forward_matches_transformers_logits(tiny_models, arch):
+    ids = np.array([[5, 17, 42, 99], [1, 2, 3, 4]])
+    logits = ModelManager().forward(tiny_models[arch], {"input_ids": ids})["logits"]
+    with torch.no_grad():
+        expected = AutoModelForCausalLM.from_pretrained(tiny_models[arch])(torch.from_numpy(ids)).logits.numpy()
+    assert logits.dtype == np.float32 and logits.shape == expected.shape
+    np.testing.assert_allclose(logits, expected, atol=1e-5)
+
+
+def test_prompt_longer_than_the_context_is_refused(tiny_models):
+    with pytest.raises(InvalidInputError, match="context"):
+        ModelManager().generate(tiny_models["gpt2"], "word " * 400, max_new_tokens=1)
+
+
+def test_missing_model_directory_says_how_to_get_it():
+    os.makedirs("models", exist_ok=True)
+    with pytest.raises(ModelLoadError) as info:
+        ModelManager().load_model("gpt2")
+    assert "hub" in str(info.value) and "models/gpt2" in str(info.value)
+
+
+def test_pickle_checkpoint_is_refused(tiny_models, tmp_path):
+    path = tmp_path / "pickled"
+    shutil.copytree(tiny_models["gpt2"], path)
+    (path / "model.safetensors").rename(path / "pytorch_model.bin")
+    with pytest.raises(ModelLoadError, match="pytorch_model.bin.*safetensors only"):
+        ModelManager().load_model(str(path))
+
+
+@pytest.mark.parametrize("garbage", ["{not json", json.dumps({"model_type": "no-such-architecture"})])
+def test_garbage_config_is_a_model_load_error(tiny_models, tmp_path, garbage):
+    path = tmp_path / "broken"
+    shutil.copytree(tiny_models["gpt2"], path)
+    (path / "config.json").write_text(garbage)
+    with pytest.raises(ModelLoadError):
+        ModelManager().load_model(str(path))
+
+
+def test_cuda_without_a_gpu_runs_on_the_cpu_with_a_warning(tiny_models, caplog):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA; the fallback to CPU cannot happen")
+    with caplog.at_level(logging.WARNING):
+        manager = ModelManager(device="cuda")
+        manager.load_model(tiny_models["gpt2"])
+    assert manager.get_model_info(tiny_models["gpt2"])["device"] == "cpu"
+    assert "CUDA is not available" in caplog.text
+
+
+@pytest.mark.parametrize(("settings", "message"), [({"device": "banana"}, "device"), ({"dtype": "int3"}, "dtype")])
+def test_bad_settings_are_configuration_errors(tiny_models, settings, message):
+    with pytest.raises(ConfigurationError, match=message):
+        ModelManager(backend="pytorch", backend_config=settings).load_model(tiny_models["gpt2"])
+
+
+def test_dtype_setting_is_applied(tiny_models):
+    manager = ModelManager(backend_config={"dtype": "bfloat16"})
+    manager.load_model(tiny_models["llama"])
+    info = manager.get_model_info(tiny_models["llama"])["model_info"]
+    assert info["dtype"] == "bfloat16" and info["parameters"] > 0
+
+
+def test_unload_frees_the_model(tiny_models):
+    manager = ModelManager()
+    handle = manager.load_model(tiny_models["gpt2"]).handle
+    model_ref = weakref.ref(handle.model)
+    manager.unload_model(tiny_models["gpt2"])
+    gc.collect()
+    assert model_ref() is None
