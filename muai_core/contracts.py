@@ -110,7 +110,9 @@ class GenerationRequest:
         if self.streamer is not None and not callable(self.streamer):
             raise InvalidInputError(f"streamer must be callable, got {type(self.streamer).__name__}")
         if not self.do_sample:
-            changed = [k for k in _SAMPLING_KEYS if getattr(self, k) != GenerationRequest.__dataclass_fields__[k].default]
+            changed = [
+                k for k in _SAMPLING_KEYS if getattr(self, k) != GenerationRequest.__dataclass_fields__[k].default
+            ]
             if changed:
                 raise InvalidInputError(
                     f"{', '.join(changed)} only apply when sampling, but do_sample=False",
@@ -187,4 +189,6 @@ def _check_int(name: str, value: Any, *, minimum: int, maximum: int | None = Non
         raise InvalidInputError(f"{name} must be an int, got {type(value).__name__} {value!r}")
     if value < minimum or (maximum is not None and value > maximum):
         upper = f" and <= {maximum}" if maximum is not None else ""
-        raise InvalidInputError(f"{name} must be >= {minimum}{upper}, got {value}", hint=f"pass {name}={minimum} or more")
+        raise InvalidInputError(
+            f"{name} must be >= {minimum}{upper}, got {value}", hint=f"pass {name}={minimum} or more"
+        )

@@ -79,7 +79,9 @@ class ModelManager:
         """Installed backends that report they can run on this machine."""
         return [n for n in self.registry.backend_names() if self.registry.backend(n).available().available]
 
-    def plan(self, model_name: str, model_type: str = "transformers", backend_override: BackendChoice = None) -> LoadPlan:
+    def plan(
+        self, model_name: str, model_type: str = "transformers", backend_override: BackendChoice = None
+    ) -> LoadPlan:
         """How ``model_name`` would be loaded: its source and its chain of backends."""
         if not isinstance(model_type, str) or not model_type:
             raise InvalidInputError(f"model_type must be text such as 'transformers', got {model_type!r}")

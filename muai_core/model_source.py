@@ -57,4 +57,3 @@ def models_dir_entry(name: str, config: MuaiConfig) -> Path | None:
             hint="copy the model into the models directory instead of linking it",
         )
     return candidate
-

@@ -105,9 +105,13 @@ class Resolver:
                 attempts.append(Attempt(name, "load", _outcome(exc), _reason(exc), time.perf_counter() - started))
                 following = chain[position + 1 : position + 2]
                 if not plan.fallback_enabled(name):
-                    _raise_wrapped(exc, ModelLoadError, f"backend '{name}' could not load '{plan.model_name}'", _NO_FALLBACK)
+                    _raise_wrapped(
+                        exc, ModelLoadError, f"backend '{name}' could not load '{plan.model_name}'", _NO_FALLBACK
+                    )
                 if not following and len(attempts) == 1:
-                    _raise_wrapped(exc, ModelLoadError, f"backend '{name}' could not load '{plan.model_name}'", _CHAIN_END)
+                    _raise_wrapped(
+                        exc, ModelLoadError, f"backend '{name}' could not load '{plan.model_name}'", _CHAIN_END
+                    )
                 if not following:
                     raise ModelLoadError(
                         f"no backend could load '{plan.model_name}': {_summary(attempts)}",
@@ -169,7 +173,9 @@ class Resolver:
 
     def _fall_back(self, model: str, failed: str, following: str, stage: str, exc: BaseException) -> None:
         reason = _reason(exc)
-        log.warning("muai: '%s' failed on %s during %s (%s); falling back to %s", model, failed, stage, reason, following)
+        log.warning(
+            "muai: '%s' failed on %s during %s (%s); falling back to %s", model, failed, stage, reason, following
+        )
         self.monitor.record_fallback(FallbackEvent(model, failed, following, stage, reason))
 
 

@@ -80,7 +80,7 @@ class CountingBackend:
             token_ids=tuple(new),
             finish_reason="stopped" if stream.stopped else "length",
             ttft_s=stamps[0] - started,
-            token_latencies_s=tuple(b - a for a, b in zip(stamps, stamps[1:])),
+            token_latencies_s=tuple(b - a for a, b in zip(stamps, stamps[1:], strict=False)),
         )
 
     @hookimpl

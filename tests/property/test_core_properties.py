@@ -182,7 +182,9 @@ def test_property_7_fallback_disabled_raises_the_original(stage, error):
 
 # Feature: openvino-backend-integration, Property 10: Performance Metrics Recording
 @settings(max_examples=100)
-@given(ops=st.lists(st.tuples(st.sampled_from(["counting", "alpha"]), prompts, st.integers(1, 8)), min_size=1, max_size=6))
+@given(
+    ops=st.lists(st.tuples(st.sampled_from(["counting", "alpha"]), prompts, st.integers(1, 8)), min_size=1, max_size=6)
+)
 def test_property_10_metrics_recording(ops):
     registry = fresh_registry("alpha")
     monitor = PerformanceMonitor()

@@ -26,7 +26,12 @@ def test_stats_of_known_samples():
     assert stats["avg_latency"] == pytest.approx(7 / 3)
     assert stats["p50_latency"] == 2.0
     assert stats["avg_throughput"] == pytest.approx((10 + 5 + 2.5) / 3)
-    assert (stats["sample_count"], stats["total_tokens"], stats["avg_ttft"], stats["avg_load_time"]) == (3, 30, 0.5, 3.0)
+    assert (stats["sample_count"], stats["total_tokens"], stats["avg_ttft"], stats["avg_load_time"]) == (
+        3,
+        30,
+        0.5,
+        3.0,
+    )
     assert monitor.get_backend_stats("absent") == {}
 
 

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import os
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
-
 from muai_pytorch.testing import build_tiny_model
 
 settings.register_profile("default", suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None)
@@ -43,7 +42,7 @@ def eos_model(tmp_path_factory, tiny_models) -> str:
         model.transformer.wte.weight[eos] = direction * 50
     path = tmp_path_factory.mktemp("eos") / "gpt2-eos"
     model.save_pretrained(path)
-    for name in os.listdir(tiny_models["gpt2"]):
-        if name.startswith("tokenizer") or name == "chat_template.jinja":
-            (path / name).write_bytes(open(os.path.join(tiny_models["gpt2"], name), "rb").read())
+    for file in Path(tiny_models["gpt2"]).iterdir():
+        if file.name.startswith("tokenizer") or file.name == "chat_template.jinja":
+            (path / file.name).write_bytes(file.read_bytes())
     return str(path)

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import threading
 import time
-from contextlib import nullcontext
 from collections.abc import Mapping
+from contextlib import nullcontext
 from typing import Any
 
 from muai_core.contracts import GenerationRequest, GenerationResult
 from muai_core.errors import InvalidInputError
 from muai_core.inputs import token_arrays
 from muai_core.text import TextStream, prompt_text
-
 from muai_pytorch.loading import PyTorchModel
 
 #: torch's RNG is process-global: seeded generations take turns.
@@ -40,7 +39,7 @@ def generate(handle: PyTorchModel, request: GenerationRequest) -> GenerationResu
     )
     clock = _TokenClock(TextStream(lambda ids: tokenizer.decode(ids, skip_special_tokens=True), request.streamer))
     started = time.perf_counter()
-    with torch.inference_mode(), (_seed_lock if request.seed is not None else nullcontext()):
+    with torch.inference_mode(), _seed_lock if request.seed is not None else nullcontext():
         if request.seed is not None:
             torch.manual_seed(request.seed)
         output = model.generate(
@@ -65,7 +64,7 @@ def generate(handle: PyTorchModel, request: GenerationRequest) -> GenerationResu
         token_ids=new_ids,
         finish_reason=finish,
         ttft_s=times[1] - started if len(times) > 1 else time.perf_counter() - started,
-        token_latencies_s=tuple(b - a for a, b in zip(times[1:], times[2:])),
+        token_latencies_s=tuple(b - a for a, b in zip(times[1:], times[2:], strict=False)),
     )
 
 
@@ -126,4 +125,3 @@ class _TokenClock:
                 return torch.full((input_ids.shape[0],), stream.stopped, dtype=torch.bool, device=input_ids.device)
 
         return _StopWhenAsked()
-

@@ -13,7 +13,6 @@ from urllib.parse import urlparse
 
 from muai_core.contracts import LoadRequest
 from muai_core.errors import InvalidInputError, ModelLoadError
-
 from muai_pytorch.settings import parse_settings
 
 MODEL_TYPES = ("transformers",)

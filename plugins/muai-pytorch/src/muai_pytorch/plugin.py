@@ -8,7 +8,6 @@ from typing import Any
 
 from muai_core import hookimpl
 from muai_core.contracts import Availability, GenerationRequest, GenerationResult, LoadRequest
-
 from muai_pytorch import generation, loading
 
 REQUIRED_MODULES = ("torch", "transformers", "safetensors")
