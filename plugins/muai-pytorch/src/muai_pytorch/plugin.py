@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Mapping
 from importlib.util import find_spec
 from typing import Any
 
 from muai_core import hookimpl
 from muai_core.contracts import Availability, GenerationRequest, GenerationResult, LoadRequest
-from muai_pytorch import generation, loading
+from muai_pytorch import commands, generation, loading
 
 REQUIRED_MODULES = ("torch", "transformers", "safetensors")
 
@@ -38,6 +39,10 @@ class PyTorchBackend:
     @hookimpl
     def muai_unload_model(self, model: loading.PyTorchModel) -> None:
         loading.unload(model)
+
+    @hookimpl
+    def muai_register_commands(self, subparsers: argparse._SubParsersAction) -> None:
+        commands.register(subparsers)
 
     @hookimpl
     def muai_model_info(self, model: loading.PyTorchModel) -> dict[str, Any]:

