@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
+
 from muai_pytorch.testing import build_tiny_model
 
 settings.register_profile("default", suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None)

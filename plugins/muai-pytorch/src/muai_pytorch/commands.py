@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 
 from muai_core.config import load_config
-
 from muai_pytorch.pull import BUILTIN, DEFAULT_MODEL, pull
 
 
