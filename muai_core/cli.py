@@ -6,7 +6,7 @@ import argparse
 import logging
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from muai_core import __version__
 from muai_core.errors import BackendError
@@ -116,12 +116,19 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    return run_command(None, None, argv)
+
+
+def run_command(
+    parser: argparse.ArgumentParser | None, func: Callable[[argparse.Namespace], int] | None, argv: Sequence[str] | None
+) -> int:
+    """Parse and run with muai's error handling: one line and a hint, a traceback only with --debug."""
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s %(message)s")
     try:
-        args = build_parser().parse_args(argv)
-        return int(args.func(args))
+        args = (parser or build_parser()).parse_args(argv)
+        return int((func or args.func)(args))
     except BackendError as exc:
         if debug:
             traceback.print_exc()

@@ -1,0 +1,1 @@
+"""The exporter: a Hugging Face causal LM to stateful OpenVINO IR (needs the ``export`` extra)."""

@@ -1,0 +1,60 @@
+"""The muai hook implementations of the ``openvino`` backend."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Mapping
+from importlib.util import find_spec
+from typing import Any
+
+from muai_core import hookimpl
+from muai_core.contracts import Availability, GenerationRequest, GenerationResult, LoadRequest
+from muai_openvino import commands, generation, runtime
+
+REQUIRED_MODULES = ("openvino", "tokenizers", "jinja2")
+
+
+class OpenVINOBackend:
+    """Runs stateful OpenVINO IR exported by ``muai export``. openvino is imported only when a model loads."""
+
+    @hookimpl
+    def muai_backend_available(self) -> Availability:
+        missing = [m for m in REQUIRED_MODULES if find_spec(m) is None]
+        if missing:
+            return Availability(False, f"missing Python package(s): {', '.join(missing)}; pip install muai-openvino")
+        return Availability(True)
+
+    @hookimpl
+    def muai_load_model(self, request: LoadRequest) -> runtime.OpenVINOModel:
+        return runtime.load(request)
+
+    @hookimpl
+    def muai_forward(self, model: runtime.OpenVINOModel, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        return generation.forward(model, inputs)
+
+    @hookimpl
+    def muai_generate(self, model: runtime.OpenVINOModel, request: GenerationRequest) -> GenerationResult:
+        return generation.generate(model, request)
+
+    @hookimpl
+    def muai_unload_model(self, model: runtime.OpenVINOModel) -> None:
+        runtime.unload(model)
+
+    @hookimpl
+    def muai_model_info(self, model: runtime.OpenVINOModel) -> dict[str, Any]:
+        devices = model.properties.get("EXECUTION_DEVICES", "")
+        return {
+            "backend": "openvino",
+            "device": devices.strip("[]'\" ") or model.requested_device,
+            "requested_device": model.requested_device,
+            "precision": model.manifest.get("precision"),
+            "stateful": bool(model.manifest.get("stateful")),
+            "ir_path": str(model.directory),
+            "context_length": model.context_length,
+            "vocab_size": model.vocab_size,
+            "properties": dict(model.properties),
+        }
+
+    @hookimpl
+    def muai_register_commands(self, subparsers: argparse._SubParsersAction) -> None:
+        commands.register(subparsers)

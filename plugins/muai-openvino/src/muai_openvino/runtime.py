@@ -1,0 +1,150 @@
+"""Loading an exported model: file checks, device choice, compilation, and the handle."""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from muai_core.contracts import LoadRequest
+from muai_core.errors import InvalidInputError, ModelLoadError
+from muai_openvino.files import XML, check_ir_dir, export_command, ir_dir
+from muai_openvino.settings import OpenVINOSettings, available_device, parse_settings
+from muai_openvino.text_codec import TextCodec
+
+MODEL_TYPES = ("transformers",)
+INPUTS = ("input_ids", "attention_mask", "position_ids", "beam_idx")
+READ_BACK = ("EXECUTION_DEVICES", "PERFORMANCE_HINT", "NUM_STREAMS", "INFERENCE_NUM_THREADS", "KV_CACHE_PRECISION",
+             "INFERENCE_PRECISION_HINT")  # fmt: skip
+
+_core: Any = None
+_core_lock = threading.Lock()
+
+
+def shared_core() -> Any:
+    """One ``openvino.Core`` per process (it owns plugins and their caches)."""
+    global _core
+    with _core_lock:
+        if _core is None:
+            import openvino as ov
+
+            _core = ov.Core()
+        return _core
+
+
+@dataclass
+class OpenVINOModel:
+    """The handle muai-openvino hands to the core: a compiled stateful model and its tokenizer."""
+
+    compiled: Any
+    request: Any
+    codec: TextCodec
+    directory: Path
+    manifest: dict[str, Any]
+    requested_device: str
+    context_length: int | None
+    vocab_size: int
+    eos_ids: frozenset[int]
+    properties: dict[str, str]
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def load(request: LoadRequest) -> OpenVINOModel:
+    if request.model_type not in MODEL_TYPES:
+        raise InvalidInputError(
+            f"muai-openvino cannot load model_type {request.model_type!r}",
+            hint=f"supported model types: {', '.join(MODEL_TYPES)}",
+        )
+    settings = parse_settings(request.device, request.settings)
+    directory = ir_dir(request, settings.cache_dir, settings.precision)
+    manifest = check_ir_dir(directory, request.model_name, settings.precision)
+    config = _json(directory / "config.json")
+    core = shared_core()
+    device = available_device(settings.device, core.available_devices)
+    try:
+        compiled = core.compile_model(
+            core.read_model(directory / XML), device, _properties(settings, manifest, directory, device)
+        )
+    except RuntimeError as exc:
+        raise ModelLoadError(
+            f"OpenVINO could not compile {directory / XML} for {device}: {_first_line(exc)}",
+            hint=f"the IR may be damaged; export it again: {export_command(request.model_name, settings.precision)}",
+        ) from exc
+    names = {name for port in compiled.inputs for name in port.get_names()}
+    if not set(INPUTS) <= names:
+        raise ModelLoadError(
+            f"{directory / XML} lacks the inputs of a stateful muai export ({', '.join(sorted(set(INPUTS) - names))})",
+            hint=f"export it again: {export_command(request.model_name, settings.precision)}",
+        )
+    return OpenVINOModel(
+        compiled=compiled,
+        request=compiled.create_infer_request(),
+        codec=TextCodec(directory),
+        directory=directory,
+        manifest=manifest,
+        requested_device=settings.device,
+        context_length=config.get("max_position_embeddings") or config.get("n_positions"),
+        vocab_size=int(config.get("vocab_size", 0))
+        or int(compiled.output("logits").get_partial_shape()[2].get_length()),
+        eos_ids=frozenset(_eos_ids(directory, config)),
+        properties=_read_back(compiled),
+    )
+
+
+def unload(handle: OpenVINOModel) -> None:
+    with handle.lock:
+        handle.request = None
+        handle.compiled = None
+
+
+def _properties(settings: OpenVINOSettings, manifest: dict[str, Any], directory: Path, device: str) -> dict[str, str]:
+    properties = {
+        "PERFORMANCE_HINT": settings.performance_hint,
+        "NUM_STREAMS": str(settings.num_streams),
+        "CACHE_DIR": settings.compile_cache_dir or str(directory / "compiled-cache"),
+    }
+    if settings.inference_num_threads:
+        properties["INFERENCE_NUM_THREADS"] = str(settings.inference_num_threads)
+    if device == "CPU":
+        full_precision = manifest.get("precision") == "FP32"
+        # FP32 means FP32 end to end: OpenVINO's CPU default keeps the KV cache in u8/f16.
+        kv = settings.kv_cache_precision or ("f32" if full_precision else None)
+        if kv:
+            properties["KV_CACHE_PRECISION"] = kv
+        if full_precision:
+            properties["INFERENCE_PRECISION_HINT"] = "f32"
+    return properties
+
+
+def _read_back(compiled: Any) -> dict[str, str]:
+    values = {}
+    for name in READ_BACK:
+        try:
+            values[name] = str(compiled.get_property(name))
+        except RuntimeError:  # a property the device does not report
+            continue
+    return values
+
+
+def _eos_ids(directory: Path, config: dict[str, Any]) -> list[int]:
+    eos = _json(directory / "generation_config.json").get("eos_token_id", config.get("eos_token_id"))
+    if eos is None:
+        return []
+    return [int(e) for e in (eos if isinstance(eos, list) else [eos])]
+
+
+def _json(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise ModelLoadError(f"{path} is not valid JSON: {exc}", hint="export the model again") from exc
+    return data if isinstance(data, dict) else {}
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line for line in str(exc).splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__

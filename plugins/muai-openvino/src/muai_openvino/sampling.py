@@ -1,0 +1,31 @@
+"""Choosing the next token from logits: greedy, or sampling with temperature, top-k and top-p."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from muai_core.contracts import GenerationRequest
+
+
+def next_token(logits: Any, request: GenerationRequest, rng: np.random.Generator) -> int:
+    """Same order as transformers: temperature, then top-k, then top-p, then a draw."""
+    if not request.do_sample:
+        return int(np.argmax(logits))
+    scores = logits.astype(np.float64) / request.temperature
+    if request.top_k and request.top_k < scores.size:
+        kth = np.partition(scores, -request.top_k)[-request.top_k]
+        scores[scores < kth] = -np.inf
+    if request.top_p < 1.0:
+        order = np.argsort(-scores)
+        probs = _softmax(scores[order])
+        outside = np.cumsum(probs) - probs >= request.top_p  # the first token is always kept
+        scores[order[outside]] = -np.inf
+    probs = _softmax(scores)
+    return int(rng.choice(probs.size, p=probs))
+
+
+def _softmax(scores: Any) -> Any:
+    shifted = np.exp(scores - np.max(scores))
+    return shifted / shifted.sum()

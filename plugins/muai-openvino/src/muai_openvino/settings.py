@@ -1,0 +1,106 @@
+"""The ``backend.openvino`` config section, validated, and the device choice (with CPU fallback)."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from muai_core.errors import ConfigurationError
+
+log = logging.getLogger(__name__)
+
+KEYS = (
+    "device",
+    "enable_fallback",
+    "cache_dir",
+    "compile_cache_dir",
+    "num_streams",
+    "performance_hint",
+    "inference_num_threads",
+    "kv_cache_precision",
+    "precision",
+)
+PRECISIONS = ("FP32", "FP16", "INT8")
+HINTS = ("LATENCY", "THROUGHPUT", "CUMULATIVE_THROUGHPUT")
+KV_PRECISIONS = ("f32", "f16", "u8")
+DEVICE_PATTERN = re.compile(r"^(CPU|NPU|GPU(\.\d+)?|AUTO(:[A-Z0-9.,]+)?)$")
+DEFAULT_CACHE_DIR = "models/openvino"
+
+
+@dataclass(frozen=True)
+class OpenVINOSettings:
+    device: str
+    cache_dir: str
+    compile_cache_dir: str | None
+    num_streams: int | str
+    performance_hint: str
+    inference_num_threads: int
+    kv_cache_precision: str | None
+    precision: str
+
+
+def parse_settings(device: str, section: Mapping[str, Any]) -> OpenVINOSettings:
+    """Validate ``backend.openvino``; ``device`` is the requested device before availability checks."""
+    unknown = sorted(set(section) - set(KEYS))
+    if unknown:
+        raise ConfigurationError(
+            f"unknown key(s) in backend.openvino: {', '.join(unknown)}", hint=f"allowed keys are: {', '.join(KEYS)}"
+        )
+    streams = section.get("num_streams", 1)
+    if not (streams == "AUTO" or (isinstance(streams, int) and not isinstance(streams, bool) and streams >= 1)):
+        raise ConfigurationError(f"backend.openvino.num_streams must be an int >= 1 or AUTO, got {streams!r}")
+    hint = str(section.get("performance_hint", "LATENCY")).upper()
+    if hint not in HINTS:
+        raise ConfigurationError(f"backend.openvino.performance_hint must be one of {', '.join(HINTS)}, got {hint!r}")
+    threads = section.get("inference_num_threads", 0)
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
+        raise ConfigurationError(f"backend.openvino.inference_num_threads must be an int >= 0, got {threads!r}")
+    kv = section.get("kv_cache_precision")
+    if kv is not None and kv not in KV_PRECISIONS:
+        raise ConfigurationError(f"backend.openvino.kv_cache_precision must be one of {', '.join(KV_PRECISIONS)}")
+    precision = str(section.get("precision", "FP32")).upper()
+    if precision not in PRECISIONS:
+        raise ConfigurationError(
+            f"backend.openvino.precision must be one of {', '.join(PRECISIONS)}, got {precision!r}"
+        )
+    for key in ("cache_dir", "compile_cache_dir"):
+        if key in section and (not isinstance(section[key], str) or not section[key]):
+            raise ConfigurationError(f"backend.openvino.{key} must be a directory path, got {section[key]!r}")
+    return OpenVINOSettings(
+        device=normalize_device(device),
+        cache_dir=section.get("cache_dir", DEFAULT_CACHE_DIR),
+        compile_cache_dir=section.get("compile_cache_dir"),
+        num_streams=streams,
+        performance_hint=hint,
+        inference_num_threads=threads,
+        kv_cache_precision=kv,
+        precision=precision,
+    )
+
+
+def normalize_device(device: str) -> str:
+    """``cpu`` -> ``CPU``, ``gpu.0`` -> ``GPU.0``; anything that is not an OpenVINO device name is refused."""
+    name = str(device).strip().upper()
+    if not DEVICE_PATTERN.match(name):
+        raise ConfigurationError(
+            f"OpenVINO device must be CPU, GPU, GPU.N, NPU or AUTO, got {device!r}",
+            hint="set backend.openvino.device",
+        )
+    return name
+
+
+def available_device(requested: str, available: Sequence[str]) -> str:
+    """The device to compile for: ``requested`` if this machine has it, else CPU with a warning."""
+    if requested.startswith("AUTO"):
+        return requested
+    if requested in available or (requested == "GPU" and any(d.startswith("GPU") for d in available)):
+        return requested
+    log.warning(
+        "OpenVINO device '%s' not available on this system. Available devices: %s. Falling back to CPU.",
+        requested,
+        ", ".join(available) or "none",
+    )
+    return "CPU"
