@@ -12,10 +12,10 @@ MIN_COMPRESSED_ELEMENTS = 4096
 
 
 def compress_int8(ov_model: Any) -> int:
-    """Store each large 2-D weight of a MatMul or Gather as int8 with one float scale per row.
+    """Store each large 2-D weight of a MatMul or Gather as uint8 with a scale and zero point per row.
 
-    OpenVINO runs the ``Convert -> Multiply`` decompression inside the matrix kernels, so weights
-    stay int8 in memory. Returns how many weights were compressed.
+    OpenVINO runs the ``Convert -> Subtract -> Multiply`` decompression inside the matrix kernels,
+    so weights stay 8-bit in memory. Returns how many weights were compressed.
     """
     import openvino as ov
     from openvino import opset13 as ops
@@ -35,11 +35,14 @@ def compress_int8(ov_model: Any) -> int:
         weights = op.get_data()
         if weights.size < MIN_COMPRESSED_ELEMENTS:
             continue
-        scale = np.abs(weights).max(axis=1, keepdims=True) / 127.0
+        low, high = weights.min(axis=1, keepdims=True), weights.max(axis=1, keepdims=True)
+        scale = (high - low) / 255.0
         scale[scale == 0] = 1.0
-        quantized = np.clip(np.rint(weights / scale), -127, 127).astype(np.int8)
+        zero_point = np.clip(np.rint(-low / scale), 0, 255)
+        quantized = np.clip(np.rint(weights / scale) + zero_point, 0, 255).astype(np.uint8)
         restored = ops.multiply(
-            ops.convert(ops.constant(quantized), ov.Type.f32), ops.constant(scale.astype(np.float32))
+            ops.subtract(ops.convert(ops.constant(quantized), ov.Type.f32), ops.constant(zero_point.astype(np.float32))),
+            ops.constant(scale.astype(np.float32)),
         )
         for reader in readers:
             reader.replace_source_output(restored.output(0))
