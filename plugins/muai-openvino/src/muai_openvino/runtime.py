@@ -81,7 +81,7 @@ def load(request: LoadRequest) -> OpenVINOModel:
     return OpenVINOModel(
         compiled=compiled,
         request=compiled.create_infer_request(),
-        codec=TextCodec(directory),
+        codec=TextCodec(directory, hint=f"export it again: {export_command(request.model_name, settings.precision)}"),
         directory=directory,
         manifest=manifest,
         requested_device=settings.device,
@@ -122,9 +122,13 @@ def _read_back(compiled: Any) -> dict[str, str]:
     values = {}
     for name in READ_BACK:
         try:
-            values[name] = str(compiled.get_property(name))
+            value = compiled.get_property(name)
         except RuntimeError:  # a property the device does not report
             continue
+        if hasattr(value, "to_string"):  # an element type such as f32
+            values[name] = value.to_string()
+        else:
+            values[name] = getattr(value, "name", None) or str(value)
     return values
 
 

@@ -17,16 +17,14 @@ CLEANUPS = ((" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"), ("
 class TextCodec:
     """Encodes and decodes like the model's Hugging Face fast tokenizer, from the files of an export."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, hint: str) -> None:
         from tokenizers import Tokenizer
 
         try:
             self.tokenizer = Tokenizer.from_file(str(directory / "tokenizer.json"))
             config = _json(directory / "tokenizer_config.json")
         except Exception as exc:  # tokenizers raises plain Exception on a bad file
-            raise ModelLoadError(
-                f"cannot read the tokenizer in {directory}: {exc}", hint="export the model again"
-            ) from exc
+            raise ModelLoadError(f"cannot read the tokenizer in {directory}: {exc}", hint=hint) from exc
         self._cleanup = bool(config.get("clean_up_tokenization_spaces", False))
         self._special = {name: _token(config.get(name)) for name in ("bos_token", "eos_token", "pad_token")}
         template_file = directory / "chat_template.jinja"

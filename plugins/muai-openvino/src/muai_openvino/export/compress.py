@@ -41,7 +41,9 @@ def compress_int8(ov_model: Any) -> int:
         zero_point = np.clip(np.rint(-low / scale), 0, 255)
         quantized = np.clip(np.rint(weights / scale) + zero_point, 0, 255).astype(np.uint8)
         restored = ops.multiply(
-            ops.subtract(ops.convert(ops.constant(quantized), ov.Type.f32), ops.constant(zero_point.astype(np.float32))),
+            ops.subtract(
+                ops.convert(ops.constant(quantized), ov.Type.f32), ops.constant(zero_point.astype(np.float32))
+            ),
             ops.constant(scale.astype(np.float32)),
         )
         for reader in readers:

@@ -1,0 +1,260 @@
+"""The openvino backend on real exported tiny models: parity with PyTorch, devices, faults, fallback."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+
+import numpy as np
+import pytest
+
+from muai_core import ModelManager, PerformanceMonitor
+from muai_core.errors import InferenceError, InvalidInputError, ModelLoadError
+from muai_core.plugins import default_registry
+from muai_openvino.text_codec import TextCodec
+
+NAMES = ("gpt2", "tiny-llama")
+PROMPTS = ("Hello world", "The capital of France is", "muai runs language models")
+
+
+def manager(config: str, **kwargs) -> ModelManager:
+    return ModelManager(config_path=config, monitor=PerformanceMonitor(), **kwargs)
+
+
+def test_registered_and_available():
+    record = {r.name: r for r in default_registry().records()}["openvino"]
+    assert record.distribution == "muai-openvino"
+    assert default_registry().backend("openvino").available().available
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_greedy_tokens_equal_pytorch(write_config, name):
+    config = write_config()
+    ov_manager, pt_manager = manager(config, backend="openvino"), manager(config, backend="pytorch")
+    for prompt in PROMPTS:
+        ov_result = ov_manager.generate_result(name, prompt, max_new_tokens=24)
+        pt_result = pt_manager.generate_result(name, prompt, max_new_tokens=24)
+        assert ov_result.token_ids == pt_result.token_ids
+        assert ov_result.text == pt_result.text and ov_result.finish_reason == pt_result.finish_reason
+    assert ov_manager.get_model(name).backend_name == "openvino"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_forward_matches_pytorch(write_config, name):
+    config = write_config()
+    ids = {"input_ids": np.array([[5, 17, 42, 99, 3], [1, 2, 3, 4, 5]])}
+    ov_logits = manager(config, backend="openvino").forward(name, ids)["logits"]
+    pt_logits = manager(config, backend="pytorch").forward(name, ids)["logits"]
+    assert ov_logits.dtype == pt_logits.dtype == np.float32 and ov_logits.shape == pt_logits.shape
+    np.testing.assert_allclose(ov_logits, pt_logits, atol=1e-4)
+
+
+@pytest.mark.parametrize("precision", ["FP16", "INT8"])
+def test_lower_precisions_load_and_mostly_agree(write_config, precision):
+    config = write_config({"openvino": {"precision": precision}})
+    ov_manager = manager(config, backend="openvino")
+    result = ov_manager.generate_result("tiny-llama", "Hello world", max_new_tokens=8)
+    assert result.new_tokens == 8
+    info = ov_manager.get_model_info("tiny-llama")["model_info"]
+    assert info["precision"] == precision and info["ir_path"].endswith(f"tiny-llama-{precision.lower()}")
+
+
+def test_sampling_is_seeded_and_top_k_1_is_greedy(write_config):
+    ov_manager = manager(write_config(), backend="openvino")
+    run = lambda **kw: ov_manager.generate_result("tiny-llama", "Hello", max_new_tokens=16, **kw).token_ids  # noqa: E731
+    assert run(temperature=1.5, seed=3) == run(temperature=1.5, seed=3)
+    assert run(temperature=1.5, seed=3) != run(temperature=1.5, seed=4)
+    assert run(top_k=1, seed=5) == run()
+
+
+def test_streaming_and_stop(write_config):
+    ov_manager = manager(write_config(), backend="openvino")
+    pieces: list[str] = []
+    result = ov_manager.generate_result("gpt2", "Hello", max_new_tokens=12, streamer=pieces.append)
+    assert "".join(pieces) == result.completion
+    stopped = ov_manager.generate_result("gpt2", "Hello", max_new_tokens=12, streamer=lambda piece: False)
+    assert stopped.finish_reason == "stopped" and stopped.new_tokens < 12
+
+
+def test_eos_stops_generation(write_config):
+    ov_manager = manager(write_config(), backend="openvino")
+    first = ov_manager.generate_result("gpt2", "Hello", max_new_tokens=5).token_ids[0]
+    ov_manager.get_model("gpt2").handle.eos_ids = frozenset({first})
+    result = ov_manager.generate_result("gpt2", "Hello", max_new_tokens=5)
+    assert (result.finish_reason, result.token_ids) == ("eos", (first,))
+
+
+def test_chat_template_matches_transformers(store, write_config):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(store / "models" / "gpt2")
+    codec = TextCodec(store / "models" / "openvino" / "gpt2", hint="")
+    messages = [{"role": "user", "content": "Hi there"}]
+    expected = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    from muai_core.contracts import GenerationRequest
+
+    assert codec.prompt_text(GenerationRequest("Hi there", chat=True)) == expected
+    result = manager(write_config(), backend="openvino").generate_result(
+        "gpt2", "Hi there", max_new_tokens=2, chat=True
+    )
+    assert result.text.startswith(expected)
+
+
+def test_context_overflow_is_refused(write_config):
+    with pytest.raises(InvalidInputError, match="context"):
+        manager(write_config(), backend="openvino").generate("gpt2", "word " * 400, max_new_tokens=1)
+
+
+def test_unavailable_device_falls_back_to_cpu_with_a_warning(write_config, caplog):
+    config = write_config({"openvino": {"device": "GPU"}})
+    with caplog.at_level(logging.WARNING):
+        ov_manager = manager(config, backend="openvino")
+        ov_manager.load_model("gpt2")
+    assert "OpenVINO device 'GPU' not available on this system. Available devices: CPU" in caplog.text
+    info = ov_manager.get_model_info("gpt2")["model_info"]
+    assert (info["device"], info["requested_device"]) == ("CPU", "GPU")
+
+
+def test_config_is_read_back_from_the_compiled_model(write_config):
+    config = write_config({"openvino": {"num_streams": 2, "performance_hint": "throughput"}})
+    ov_manager = manager(config, backend="openvino")
+    ov_manager.load_model("gpt2")
+    properties = ov_manager.get_model_info("gpt2")["model_info"]["properties"]
+    assert (properties["NUM_STREAMS"], properties["PERFORMANCE_HINT"]) == ("2", "THROUGHPUT")
+    single = manager(write_config({"openvino": {"inference_num_threads": 1}}), backend="openvino")
+    single.load_model("gpt2")
+    properties = single.get_model_info("gpt2")["model_info"]["properties"]
+    assert (properties["INFERENCE_NUM_THREADS"], properties["PERFORMANCE_HINT"]) == ("1", "LATENCY")
+
+
+def test_fp32_means_fp32_kv_cache(write_config):
+    ov_manager = manager(write_config(), backend="openvino")
+    ov_manager.load_model("gpt2")
+    properties = ov_manager.get_model_info("gpt2")["model_info"]["properties"]
+    assert (properties["KV_CACHE_PRECISION"], properties["INFERENCE_PRECISION_HINT"]) == ("f32", "f32")
+
+
+def test_compiled_blobs_are_cached(write_config, tmp_path):
+    config = write_config({"openvino": {"compile_cache_dir": str(tmp_path / "blobs")}})
+    manager(config, backend="openvino").load_model("gpt2")
+    assert any((tmp_path / "blobs").iterdir())
+
+
+@pytest.fixture
+def broken_store(store, tmp_path):
+    """A copy of the gpt2 FP32 export that a test may damage; config points openvino at it."""
+    target = tmp_path / "ov" / "gpt2"
+    shutil.copytree(store / "models" / "openvino" / "gpt2", target, ignore=shutil.ignore_patterns("compiled-cache"))
+    return target
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda d: (d / "openvino_model.bin").unlink(),
+        lambda d: (d / "openvino_model.xml").write_text("<net>garbage"),
+        lambda d: (d / "openvino_model.bin").write_bytes((d / "openvino_model.bin").read_bytes()[:100]),
+        lambda d: (d / "tokenizer.json").write_text("{"),
+        lambda d: (d / "muai-export.json").write_text("not json"),
+    ],
+    ids=["missing-bin", "garbage-xml", "truncated-bin", "garbage-tokenizer", "garbage-manifest"],
+)
+def test_damaged_ir_falls_back_or_fails_cleanly(write_config, broken_store, damage, caplog):
+    damage(broken_store)
+    cache = str(broken_store.parent)
+    with caplog.at_level(logging.WARNING):
+        loaded = manager(write_config({"openvino": {"cache_dir": cache}}), backend="openvino").load_model("gpt2")
+    assert loaded.backend_name == "pytorch" and loaded.attempts[0].outcome == "failed"
+    strict = write_config({"openvino": {"cache_dir": cache, "enable_fallback": False}})
+    with pytest.raises(ModelLoadError) as info:
+        manager(strict, backend="openvino").load_model("gpt2")
+    assert "muai export gpt2" in str(info.value)
+
+
+def test_missing_export_names_the_file_and_the_command(write_config, tmp_path):
+    strict = write_config({"openvino": {"cache_dir": str(tmp_path / "none"), "enable_fallback": False}})
+    with pytest.raises(ModelLoadError) as info:
+        manager(strict, backend="openvino").load_model("gpt2")
+    message = str(info.value)
+    assert "openvino_model.xml" in message and "muai export gpt2 --precision FP32" in message
+
+
+def test_nan_logits_are_an_inference_failure_that_falls_back(write_config, monkeypatch):
+    ov_manager = manager(write_config(), backend="openvino")
+    handle = ov_manager.load_model("gpt2").handle
+
+    class NaNRequest:  # fault injection: the real request, with its logits poisoned
+        def __init__(self, real):
+            self.real = real
+
+        def __getattr__(self, name):
+            return getattr(self.real, name)
+
+        def infer(self, *args, **kwargs):
+            outputs = dict(self.real.infer(*args, **kwargs))
+            return {"logits": np.full_like(np.asarray(outputs[next(iter(outputs))]), np.nan)}
+
+    handle.request = NaNRequest(handle.request)
+    text = ov_manager.generate("gpt2", "Hello", max_new_tokens=4)
+    assert text.startswith("Hello")
+    assert ov_manager.get_model("gpt2").backend_name == "pytorch"
+    [event] = ov_manager.performance_monitor.fallback_events("gpt2")
+    assert (event.from_backend, event.stage) == ("openvino", "generate") and "non-finite" in event.reason
+
+
+def test_nan_logits_without_fallback_raise_inference_error(write_config):
+    ov_manager = manager(write_config({"openvino": {"enable_fallback": False}}), backend="openvino")
+    handle = ov_manager.load_model("gpt2").handle
+    real = handle.request
+
+    class NaNRequest:
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+        def infer(self, *args, **kwargs):
+            return {"logits": np.full((1, 1, 8), np.nan, dtype=np.float32)}
+
+    handle.request = NaNRequest()
+    with pytest.raises(InferenceError, match="non-finite logits"):
+        ov_manager.generate("gpt2", "Hello", max_new_tokens=2)
+
+
+def test_openvino_missing_falls_back_to_pytorch(write_config, monkeypatch):
+    import muai_openvino.plugin as plugin
+
+    real = plugin.find_spec
+    monkeypatch.setattr(plugin, "find_spec", lambda name: None if name == "openvino" else real(name))
+    loaded = manager(write_config(), backend="openvino").load_model("gpt2")
+    assert loaded.backend_name == "pytorch"
+    assert loaded.attempts[0].outcome == "unavailable" and "pip install muai-openvino" in loaded.attempts[0].reason
+
+
+def test_compile_failure_is_wrapped_with_context(write_config, monkeypatch):
+    from muai_openvino import runtime
+
+    class FailingCore:
+        available_devices = ["CPU"]
+
+        def read_model(self, path):
+            return path
+
+        def compile_model(self, *args):
+            raise RuntimeError("Exception from src/inference/src/cpp/core.cpp:\nout of memory")
+
+    monkeypatch.setattr(runtime, "shared_core", lambda: FailingCore())
+    strict = write_config({"openvino": {"enable_fallback": False}})
+    with pytest.raises(ModelLoadError, match="could not compile") as info:
+        manager(strict, backend="openvino").load_model("gpt2")
+    assert isinstance(info.value.__cause__, RuntimeError)
+
+
+def test_unload_releases_the_compiled_model(write_config):
+    import gc
+    import weakref
+
+    ov_manager = manager(write_config(), backend="openvino")
+    handle = ov_manager.load_model("gpt2").handle
+    ref = weakref.ref(handle.compiled)
+    ov_manager.unload_model("gpt2")
+    gc.collect()
+    assert ref() is None and handle.request is None
