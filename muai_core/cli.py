@@ -7,9 +7,12 @@ import logging
 import sys
 import traceback
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from muai_core import __version__
-from muai_core.errors import BackendError
+from muai_core.bench import report
+from muai_core.bench.runner import DEFAULT_PROMPT, BenchSettings, Target, run_bench
+from muai_core.errors import BackendError, ConfigurationError
 from muai_core.manager import ModelManager
 from muai_core.plugins import default_registry
 
@@ -46,6 +49,19 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("model")
     explain.add_argument("--backend", help="backend to try first")
     explain.set_defaults(func=cmd_explain)
+
+    bench = commands.add_parser("bench", help="compare backends on one model, each in its own process")
+    bench.add_argument("model")
+    bench.add_argument(
+        "--backends", default="pytorch,openvino", help="comma-separated BACKEND[:PRECISION], e.g. pytorch,openvino:INT8"
+    )
+    bench.add_argument("--runs", type=int, default=3, help="timed runs per backend (median reported, min-max shown)")
+    bench.add_argument("--warmup", type=int, default=1, help="untimed runs before timing")
+    bench.add_argument("--new-tokens", type=int, default=128)
+    bench.add_argument("--prompt", default=DEFAULT_PROMPT)
+    bench.add_argument("--device", default="cpu")
+    bench.add_argument("--out", default="bench-results", help="folder for bench.json, bench.md and bench.png")
+    bench.set_defaults(func=cmd_bench)
 
     default_registry().pm.hook.muai_register_commands(subparsers=commands)
     return parser
@@ -95,6 +111,26 @@ def cmd_generate(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    for name in ("runs", "new_tokens"):
+        if getattr(args, name) < 1:
+            raise ConfigurationError(f"--{name.replace('_', '-')} must be at least 1")
+    targets = [Target.parse(t) for t in args.backends.split(",") if t.strip()]
+    for target in targets:
+        default_registry().check_backend_name(target.backend)
+    settings = BenchSettings(
+        args.model, targets, args.prompt, args.new_tokens, args.runs, max(args.warmup, 0), args.device, args.config
+    )
+    print(f"muai bench: {args.model}, {args.new_tokens} new tokens, {args.runs} runs each", file=sys.stderr)
+    rows = run_bench(settings, progress=lambda line: print(line, file=sys.stderr, flush=True))
+    title = f"{args.model}: {rows[0].get('prompt_tokens', '?')}-token prompt, {args.new_tokens} new tokens, greedy"
+    print(report.table(rows))
+    meta = {"model": args.model, "new_tokens": args.new_tokens, "runs": args.runs, "warmup": args.warmup}
+    for path in report.write(rows, Path(args.out), title, meta):
+        print(f"wrote {path}", file=sys.stderr)
+    return EXIT_ERROR if any("error" in row for row in rows) else 0
 
 
 def cmd_explain(args: argparse.Namespace) -> int:

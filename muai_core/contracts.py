@@ -51,6 +51,7 @@ class GenerationRequest:
     ``max_new_tokens`` wins over ``max_length`` (prompt plus new tokens), as in transformers.
     ``return_full_text`` keeps the prompt in ``GenerationResult.text`` (the seed's behaviour).
     ``chat`` sends the prompt as one user message through the model's chat template.
+    ``ignore_eos`` never picks the end-of-sequence token, so exactly the budget is generated (benchmarks).
     """
 
     prompt: str
@@ -63,6 +64,7 @@ class GenerationRequest:
     seed: int | None = None
     return_full_text: bool = True
     chat: bool = False
+    ignore_eos: bool = False
     streamer: Streamer | None = None
 
     @classmethod
@@ -97,6 +99,7 @@ class GenerationRequest:
         _check_bool("do_sample", self.do_sample)
         _check_bool("return_full_text", self.return_full_text)
         _check_bool("chat", self.chat)
+        _check_bool("ignore_eos", self.ignore_eos)
         _check_int("top_k", self.top_k, minimum=0)
         if not _is_real(self.temperature) or not 0 < self.temperature < math.inf:
             raise InvalidInputError(

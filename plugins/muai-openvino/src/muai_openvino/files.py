@@ -34,7 +34,8 @@ def model_label(model_name: str, source: str, is_local: bool) -> str:
 
 
 def export_command(name: str, precision: str = "FP32") -> str:
-    return f"muai export {name} --precision {precision}  (or: python scripts/export_to_openvino.py {name})"
+    flags = f"{name} --precision {precision}"
+    return f"muai export {flags}  (or: python scripts/export_to_openvino.py {flags})"
 
 
 def check_ir_dir(directory: Path, name: str, precision: str = "FP32") -> dict[str, Any]:

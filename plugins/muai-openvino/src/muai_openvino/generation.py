@@ -48,11 +48,14 @@ def generate(handle: OpenVINOModel, request: GenerationRequest) -> GenerationRes
             logits = outputs["logits"][0, -1]
             if not np.isfinite(logits).all():
                 raise InferenceError(f"OpenVINO produced non-finite logits at step {step} of '{handle.directory.name}'")
+            if request.ignore_eos and handle.eos_ids:
+                logits = logits.copy()
+                logits[list(handle.eos_ids)] = -np.inf
             token = next_token(logits, request, rng)
             stamps.append(time.perf_counter())
             new_ids.append(token)
             position += length
-            if token in handle.eos_ids:
+            if token in handle.eos_ids:  # never true with ignore_eos
                 break
             stream.push(token)
             if stream.stopped:

@@ -32,6 +32,7 @@ def generate(handle: PyTorchModel, request: GenerationRequest) -> GenerationResu
     eos = _eos_ids(model, tokenizer)
     config = GenerationConfig(
         max_new_tokens=budget,
+        min_new_tokens=budget if request.ignore_eos else None,
         do_sample=request.do_sample,
         eos_token_id=eos or None,
         pad_token_id=eos[0] if eos else None,

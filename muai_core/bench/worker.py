@@ -1,0 +1,87 @@
+"""One benchmark target in this process: load, warm up, time N greedy generations, print JSON.
+
+Run as ``python -m muai_core.bench.worker SPEC_JSON``; a fresh process per target keeps one
+backend from warming or starving another, and makes peak RSS that target's own.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import time
+from typing import Any
+
+from muai_core.errors import BackendError
+from muai_core.manager import ModelManager
+from muai_core.monitor import percentile
+
+
+def rss_mb() -> dict[str, float]:
+    """Current (VmRSS) and peak (VmHWM) resident memory of this process, in MiB."""
+    values = {}
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            key, _, rest = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                values[key] = int(rest.split()[0]) / 1024
+    return {"rss_mb": values.get("VmRSS", 0.0), "peak_rss_mb": values.get("VmHWM", 0.0)}
+
+
+def measure(spec: dict[str, Any]) -> dict[str, Any]:
+    settings = {"enable_fallback": False}  # a benchmark of a backend must not quietly run another
+    if spec.get("precision"):
+        settings["precision"] = spec["precision"]
+    manager = ModelManager(
+        device=spec.get("device", "cpu"),
+        backend=spec["backend"],
+        backend_config=settings,
+        config_path=spec.get("config"),
+    )
+    baseline = rss_mb()["rss_mb"]
+    started = time.perf_counter()
+    loaded = manager.load_model(spec["model"], backend_override=[spec["backend"]])
+    load_s = time.perf_counter() - started
+    after_load = rss_mb()["rss_mb"]
+    kwargs = {"max_new_tokens": spec["new_tokens"], "ignore_eos": True, "return_full_text": False}
+    for _ in range(spec["warmup"]):
+        manager.generate_result(spec["model"], spec["prompt"], **kwargs)
+    results = [manager.generate_result(spec["model"], spec["prompt"], **kwargs) for _ in range(spec["runs"])]
+    decode = [(r.new_tokens - 1) / sum(r.token_latencies_s) for r in results if r.token_latencies_s]
+    latencies = sorted(t * 1000 for r in results for t in r.token_latencies_s)
+    return {
+        "backend": loaded.backend_name,
+        "precision": spec.get("precision") or "",
+        "model_info": loaded.backend.info(loaded.handle),
+        "load_s": load_s,
+        "prompt_tokens": results[0].prompt_tokens,
+        "new_tokens": results[0].new_tokens,
+        "ttft_ms": _spread([r.ttft_s * 1000 for r in results]),
+        "decode_tps": _spread(decode),
+        "token_p50_ms": percentile(latencies, 50) if latencies else None,
+        "token_p95_ms": percentile(latencies, 95) if latencies else None,
+        "baseline_rss_mb": baseline,
+        "rss_after_load_mb": after_load,
+        **rss_mb(),
+        "token_ids": list(results[0].token_ids),
+        "completion": results[0].completion,
+    }
+
+
+def _spread(values: list[float]) -> dict[str, float] | None:
+    if not values:
+        return None
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def main() -> int:
+    try:
+        print(json.dumps(measure(json.loads(sys.argv[1]))))
+    except BackendError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
