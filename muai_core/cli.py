@@ -36,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--chat", action="store_true", help="wrap the prompt in the model's chat template")
     generate.add_argument("--backend", help="backend to use first (falls back along backend.priority)")
     generate.add_argument("--device", default="cpu", help="device, e.g. cpu, cuda, GPU (default: cpu)")
+    generate.add_argument("--precision", help="which export to run on backends that have several (openvino: INT8)")
     generate.add_argument("--max-new-tokens", type=int, default=64)
     generate.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
     generate.add_argument("--temperature", type=float)
@@ -86,7 +87,8 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    manager = ModelManager(device=args.device, backend=args.backend, config_path=args.config)
+    settings = {"precision": args.precision} if args.precision else None
+    manager = ModelManager(device=args.device, backend=args.backend, backend_config=settings, config_path=args.config)
     manager.load_model(args.model)
     kwargs = {
         "chat": args.chat,

@@ -1,0 +1,129 @@
+#!/usr/bin/env python3
+"""muai's OpenVINO backend against PyTorch and against openvino-genai's LLMPipeline on the same IR.
+
+    python benchmarks/openvino_vs_genai.py smollm2-135m [--new-tokens 128] [--runs 3]
+
+Every target runs in its own process with the same prompt and token budget (EOS ignored). The
+openvino-genai rows need ``pip install openvino-genai openvino-tokenizers`` (same release as
+openvino); without them those rows are skipped. The OpenVINO tokenizer models that LLMPipeline
+needs are written beside a linked copy of each export, never into it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from importlib.util import find_spec
+from pathlib import Path
+
+from muai_core.bench import report
+from muai_core.bench.runner import DEFAULT_PROMPT, relate, run_worker, summary
+from muai_core.config import load_config
+
+GENAI_WORKER = r"""
+import json, sys, time
+spec = json.loads(sys.argv[1])
+import openvino_genai as genai
+from muai_core.bench.worker import rss_mb
+baseline = rss_mb()["rss_mb"]
+started = time.perf_counter()
+pipe = genai.LLMPipeline(spec["dir"], "CPU", **spec["properties"])
+load_s = time.perf_counter() - started
+after_load = rss_mb()["rss_mb"]
+config = genai.GenerationConfig(max_new_tokens=spec["new_tokens"], ignore_eos=True, do_sample=False)
+for _ in range(spec["warmup"]):
+    pipe.generate(spec["prompt"], config)
+ttft, tps, tokens, latencies = [], [], None, []
+for _ in range(spec["runs"]):
+    stamps = []
+    result = pipe.generate([spec["prompt"]], config, streamer=lambda piece: stamps.append(time.perf_counter()) and None)
+    metrics = result.perf_metrics
+    ttft.append(metrics.get_ttft().mean)
+    tps.append(1000.0 / metrics.get_tpot().mean)
+    latencies += [(b - a) * 1000 for a, b in zip(stamps, stamps[1:])]
+    tokens = tokens or result.texts[0]
+spread = lambda v: {"median": sorted(v)[len(v) // 2], "min": min(v), "max": max(v)}
+latencies.sort()
+print(json.dumps({
+    "backend": "openvino-genai", "load_s": load_s, "prompt_tokens": None, "new_tokens": spec["new_tokens"],
+    "ttft_ms": spread(ttft), "decode_tps": spread(tps),
+    "token_p50_ms": latencies[len(latencies) // 2] if latencies else 0.0,
+    "token_p95_ms": latencies[int(len(latencies) * 0.95)] if latencies else 0.0,
+    "baseline_rss_mb": baseline, "rss_after_load_mb": after_load, **rss_mb(), "token_ids": [], "completion": tokens,
+}))
+"""
+
+
+def genai_dir(export: Path, scratch: Path) -> Path:
+    """A folder that links the export's files and adds the OpenVINO tokenizer models LLMPipeline reads."""
+    import openvino as ov
+    from openvino_tokenizers import convert_tokenizer
+    from transformers import AutoTokenizer
+
+    target = scratch / export.name
+    target.mkdir(parents=True)
+    for file in export.iterdir():
+        if file.is_file():
+            (target / file.name).symlink_to(file.resolve())
+    tokenizer, detokenizer = convert_tokenizer(AutoTokenizer.from_pretrained(export), with_detokenizer=True)
+    ov.save_model(tokenizer, target / "openvino_tokenizer.xml")
+    ov.save_model(detokenizer, target / "openvino_detokenizer.xml")
+    return target
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model")
+    parser.add_argument("--new-tokens", type=int, default=128)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--prompt", default=DEFAULT_PROMPT)
+    parser.add_argument("--out", default="bench-results/genai")
+    args = parser.parse_args()
+
+    cache = Path(load_config().backend_settings("openvino").get("cache_dir", "models/openvino"))
+    common = {"model": args.model, "prompt": args.prompt, "new_tokens": args.new_tokens, "runs": args.runs,
+              "warmup": args.warmup, "device": "cpu", "config": None}  # fmt: skip
+    targets = [("pytorch", "", None), ("openvino", "FP32", "f32"), ("openvino", "INT8", None)]
+    rows = []
+    for backend, precision, _ in targets:
+        print(f"muai {backend} {precision}".strip(), file=sys.stderr, flush=True)
+        rows.append({"target": f"muai {backend} {precision}".strip(), **run_worker({**common, "backend": backend,
+                                                                                  "precision": precision})})  # fmt: skip
+        print(f"      {summary(rows[-1])}", file=sys.stderr, flush=True)
+    have_genai = find_spec("openvino_genai") and find_spec("openvino_tokenizers")
+    if not have_genai:
+        print("openvino-genai or openvino-tokenizers is not installed: genai rows skipped", file=sys.stderr)
+    with tempfile.TemporaryDirectory() as scratch:
+        for _, precision, kv in targets[1:] if have_genai else []:
+            export = cache / (args.model if precision == "FP32" else f"{args.model}-{precision.lower()}")
+            properties = {"PERFORMANCE_HINT": "LATENCY", **({"KV_CACHE_PRECISION": kv} if kv else {})}
+            spec = {**common, "dir": str(genai_dir(export, Path(scratch) / precision)), "properties": properties}
+            print(f"openvino-genai {precision}", file=sys.stderr, flush=True)
+            done = subprocess.run([sys.executable, "-c", GENAI_WORKER, json.dumps(spec)], capture_output=True, text=True)
+            row = json.loads(done.stdout.strip().splitlines()[-1]) if done.returncode == 0 else {"error": done.stderr[-300:]}
+            rows.append({"target": f"openvino-genai {precision}", **row})
+            print(f"      {summary(rows[-1])}", file=sys.stderr, flush=True)
+    relate(rows)
+    print(report.table(rows))
+    by_target = {row["target"]: row for row in rows if "error" not in row}
+    for precision in ("FP32", "INT8"):
+        mine, theirs = by_target.get(f"muai openvino {precision}"), by_target.get(f"openvino-genai {precision}")
+        if mine and theirs:
+            print(
+                f"{precision}: muai/genai decode {mine['decode_tps']['median'] / theirs['decode_tps']['median']:.2f}x, "
+                f"TTFT {mine['ttft_ms']['median'] / theirs['ttft_ms']['median']:.2f}x of genai's; "
+                f"vs PyTorch fp32: decode {mine.get('speedup', float('nan')):.2f}x, load {mine.get('load_ratio', 0):.2f}x, "
+                f"peak RSS {mine.get('rss_ratio', 0):.2f}x"
+            )
+    title = f"{args.model}: muai vs openvino-genai, {args.new_tokens} new tokens"
+    for path in report.write(rows, Path(args.out), title, {"model": args.model, **vars(args)}):
+        print(f"wrote {path}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
