@@ -90,9 +90,9 @@ def main() -> int:
     targets = [("pytorch", "", None), ("openvino", "FP32", "f32"), ("openvino", "INT8", None)]
     rows = []
     for backend, precision, _ in targets:
-        print(f"muai {backend} {precision}".strip(), file=sys.stderr, flush=True)
-        rows.append({"target": f"muai {backend} {precision}".strip(), **run_worker({**common, "backend": backend,
-                                                                                  "precision": precision})})  # fmt: skip
+        label = f"muai {backend} {precision}".strip()
+        print(label, file=sys.stderr, flush=True)
+        rows.append({"target": label, **run_worker({**common, "backend": backend, "precision": precision})})
         print(f"      {summary(rows[-1])}", file=sys.stderr, flush=True)
     have_genai = find_spec("openvino_genai") and find_spec("openvino_tokenizers")
     if not have_genai:
@@ -103,8 +103,14 @@ def main() -> int:
             properties = {"PERFORMANCE_HINT": "LATENCY", **({"KV_CACHE_PRECISION": kv} if kv else {})}
             spec = {**common, "dir": str(genai_dir(export, Path(scratch) / precision)), "properties": properties}
             print(f"openvino-genai {precision}", file=sys.stderr, flush=True)
-            done = subprocess.run([sys.executable, "-c", GENAI_WORKER, json.dumps(spec)], capture_output=True, text=True)
-            row = json.loads(done.stdout.strip().splitlines()[-1]) if done.returncode == 0 else {"error": done.stderr[-300:]}
+            done = subprocess.run(
+                [sys.executable, "-c", GENAI_WORKER, json.dumps(spec)], capture_output=True, text=True
+            )
+            row = (
+                json.loads(done.stdout.strip().splitlines()[-1])
+                if done.returncode == 0
+                else {"error": done.stderr[-300:]}
+            )
             rows.append({"target": f"openvino-genai {precision}", **row})
             print(f"      {summary(rows[-1])}", file=sys.stderr, flush=True)
     relate(rows)
@@ -113,11 +119,11 @@ def main() -> int:
     for precision in ("FP32", "INT8"):
         mine, theirs = by_target.get(f"muai openvino {precision}"), by_target.get(f"openvino-genai {precision}")
         if mine and theirs:
+            decode = mine["decode_tps"]["median"] / theirs["decode_tps"]["median"]
+            ttft = mine["ttft_ms"]["median"] / theirs["ttft_ms"]["median"]
             print(
-                f"{precision}: muai/genai decode {mine['decode_tps']['median'] / theirs['decode_tps']['median']:.2f}x, "
-                f"TTFT {mine['ttft_ms']['median'] / theirs['ttft_ms']['median']:.2f}x of genai's; "
-                f"vs PyTorch fp32: decode {mine.get('speedup', float('nan')):.2f}x, load {mine.get('load_ratio', 0):.2f}x, "
-                f"peak RSS {mine.get('rss_ratio', 0):.2f}x"
+                f"{precision}: muai/genai decode {decode:.2f}x, TTFT {ttft:.2f}x of genai's; vs PyTorch fp32: "
+                f"decode {mine['speedup']:.2f}x, load {mine['load_ratio']:.2f}x, peak RSS {mine['rss_ratio']:.2f}x"
             )
     title = f"{args.model}: muai vs openvino-genai, {args.new_tokens} new tokens"
     for path in report.write(rows, Path(args.out), title, {"model": args.model, **vars(args)}):

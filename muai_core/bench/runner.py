@@ -91,6 +91,8 @@ def relate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         row["ttft_ratio"] = row["ttft_ms"]["median"] / reference["ttft_ms"]["median"]
         row["load_ratio"] = row["load_s"] / reference["load_s"]
         row["rss_ratio"] = row["peak_rss_mb"] / reference["peak_rss_mb"]
+        if not row["token_ids"]:  # a runner that reports text only
+            continue
         same = 0
         for mine, theirs in zip(row["token_ids"], reference["token_ids"], strict=False):
             if mine != theirs:

@@ -236,7 +236,9 @@ def test_compile_failure_is_wrapped_with_context(write_config, monkeypatch):
         available_devices = ["CPU"]
 
         def read_model(self, path):
-            return path
+            import openvino as ov
+
+            return ov.Core().read_model(path)
 
         def compile_model(self, *args):
             raise RuntimeError("Exception from src/inference/src/cpp/core.cpp:\nout of memory")

@@ -82,7 +82,7 @@ def forward(handle: OpenVINOModel, inputs: Mapping[str, Any]) -> dict[str, Any]:
     """Logits for every position of every sequence, as float32 [batch, seq, vocab]."""
     ids, mask = token_arrays(inputs, handle.vocab_size)
     with handle.lock:
-        infer = handle.request
+        infer = handle.all_positions_request()
         infer.reset_state()
         outputs = infer.infer(
             {

@@ -10,7 +10,8 @@ from typing import Any
 
 from muai_core.contracts import LoadRequest
 from muai_core.errors import InvalidInputError, ModelLoadError
-from muai_openvino.files import XML, check_ir_dir, export_command, ir_dir
+from muai_openvino.files import BIN, XML, check_ir_dir, export_command, ir_dir
+from muai_openvino.graph import logits_for_last_position, page_out_mapped_file
 from muai_openvino.settings import OpenVINOSettings, available_device, parse_settings
 from muai_openvino.text_codec import TextCodec
 
@@ -48,7 +49,21 @@ class OpenVINOModel:
     vocab_size: int
     eos_ids: frozenset[int]
     properties: dict[str, str]
+    device: str = "CPU"
+    compile_properties: dict[str, str] = field(default_factory=dict)
+    full_logits_request: Any = None
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def all_positions_request(self) -> Any:
+        """An infer request whose logits cover every position (for ``forward``), compiled on first use.
+
+        Generation runs a graph that computes logits for the last position only.
+        """
+        if self.full_logits_request is None:
+            core = shared_core()
+            compiled = core.compile_model(core.read_model(self.directory / XML), self.device, self.compile_properties)
+            self.full_logits_request = compiled.create_infer_request()
+        return self.full_logits_request
 
 
 def load(request: LoadRequest) -> OpenVINOModel:
@@ -63,11 +78,14 @@ def load(request: LoadRequest) -> OpenVINOModel:
     config = _json(directory / "config.json")
     core = shared_core()
     device = available_device(settings.device, core.available_devices)
+    properties = _properties(settings, manifest, device)
     try:
-        compiled = core.compile_model(
-            core.read_model(directory / XML), device, _properties(settings, manifest, directory, device)
-        )
-    except RuntimeError as exc:
+        ov_model = core.read_model(directory / XML)
+        logits_for_last_position(ov_model)
+        compiled = core.compile_model(ov_model, device, properties)
+        del ov_model
+        page_out_mapped_file(directory / BIN)
+    except (RuntimeError, ValueError) as exc:
         raise ModelLoadError(
             f"OpenVINO could not compile {directory / XML} for {device}: {_first_line(exc)}",
             hint=f"the IR may be damaged; export it again: {export_command(request.model_name, settings.precision)}",
@@ -90,6 +108,8 @@ def load(request: LoadRequest) -> OpenVINOModel:
         or int(compiled.output("logits").get_partial_shape()[2].get_length()),
         eos_ids=frozenset(_eos_ids(directory, config)),
         properties=_read_back(compiled),
+        device=device,
+        compile_properties=properties,
     )
 
 
@@ -97,14 +117,13 @@ def unload(handle: OpenVINOModel) -> None:
     with handle.lock:
         handle.request = None
         handle.compiled = None
+        handle.full_logits_request = None
 
 
-def _properties(settings: OpenVINOSettings, manifest: dict[str, Any], directory: Path, device: str) -> dict[str, str]:
-    properties = {
-        "PERFORMANCE_HINT": settings.performance_hint,
-        "NUM_STREAMS": str(settings.num_streams),
-        "CACHE_DIR": settings.compile_cache_dir or str(directory / "compiled-cache"),
-    }
+def _properties(settings: OpenVINOSettings, manifest: dict[str, Any], device: str) -> dict[str, str]:
+    properties = {"PERFORMANCE_HINT": settings.performance_hint, "NUM_STREAMS": str(settings.num_streams)}
+    if settings.compile_cache_dir:  # off by default: importing a cached blob costs a second copy of the weights
+        properties["CACHE_DIR"] = settings.compile_cache_dir
     if settings.inference_num_threads:
         properties["INFERENCE_NUM_THREADS"] = str(settings.inference_num_threads)
     if device == "CPU":

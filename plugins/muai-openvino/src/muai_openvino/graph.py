@@ -1,0 +1,64 @@
+"""Load-time changes to an exported graph and to the memory its weights occupy."""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+#: madvise(2) advice that reclaims pages without changing what a later read sees (Linux >= 5.4).
+MADV_PAGEOUT = 21
+PASS_THROUGH = ("Convert", "Reshape")
+
+
+def logits_for_last_position(ov_model: Any) -> None:
+    """Apply the LM head to the last position only, so a prefill does not compute logits it discards."""
+    from openvino import opset13 as ops
+
+    node = ov_model.output("logits").get_node().input_value(0).get_node()
+    while node.get_type_name() in PASS_THROUGH:
+        node = node.input_value(0).get_node()
+    if node.get_type_name() != "MatMul":
+        raise ValueError(f"the logits come from a {node.get_type_name()}, not the LM head's MatMul")
+    hidden = node.input_value(0)
+    last = ops.slice(
+        hidden,
+        np.array([-1], dtype=np.int64),
+        np.array([np.iinfo(np.int64).max], dtype=np.int64),
+        np.array([1], dtype=np.int64),
+        np.array([1], dtype=np.int64),
+    )
+    node.input(0).replace_source_output(last.output(0))
+    ov_model.validate_nodes_and_infer_types()
+
+
+def page_out_mapped_file(path: Path) -> int:
+    """Hand the pages of ``path`` that this process has mapped back to the kernel; returns mappings advised.
+
+    OpenVINO maps the weights file and the CPU plugin also keeps repacked copies of the matrices, so
+    after compilation both are resident. The mapped pages are clean file pages: paging them out
+    changes nothing a later read sees, and only those the runtime still reads come back.
+    """
+    if not sys.platform.startswith("linux"):
+        return 0
+    target = os.path.realpath(path)
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    advised = 0
+    with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
+        for line in maps:
+            fields = line.split(maxsplit=5)
+            if len(fields) == 6 and fields[5].strip() == target:
+                start, end = (int(x, 16) for x in fields[0].split("-"))
+                if libc.madvise(start, end - start, MADV_PAGEOUT) == 0:
+                    advised += 1
+                else:
+                    log.debug("madvise(MADV_PAGEOUT) failed for %s: errno %d", target, ctypes.get_errno())
+    return advised
