@@ -16,7 +16,7 @@ TEST_DEPS = ["pytest>=8", "hypothesis>=6.100"]
 #: What each plugin's session installs beside muai-core (the openvino tests export with muai-pytorch).
 PLUGIN_PACKAGES = {
     "pytorch": ["./plugins/muai-pytorch[gguf]"],
-    "openvino": ["./plugins/muai-pytorch", "./plugins/muai-openvino[export]"],
+    "openvino": ["./plugins/muai-pytorch[gguf]", "./plugins/muai-openvino[export]"],
 }
 #: The core's tests run once, in the pytorch session.
 EXTRA_TEST_PATHS = {"pytorch": ["tests"]}

@@ -7,6 +7,7 @@ import logging
 import sys
 import traceback
 from collections.abc import Callable, Sequence
+from importlib import metadata
 from pathlib import Path
 
 from muai_core import __version__
@@ -50,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("model")
     explain.add_argument("--backend", help="backend to try first")
     explain.set_defaults(func=cmd_explain)
+
+    doctor = commands.add_parser("doctor", help="versions, devices and config problems, without loading a model")
+    doctor.set_defaults(func=cmd_doctor)
 
     bench = commands.add_parser("bench", help="compare backends on one model, each in its own process")
     bench.add_argument("model")
@@ -113,6 +117,41 @@ def cmd_generate(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    """Print what muai runs on; exit non-zero when something would stop a model from loading."""
+    problems = []
+    print(f"python        {sys.version.split()[0]} ({sys.executable})")
+    for package in ("muai-core", "torch", "transformers", "openvino", "openvino-genai", "tokenizers", "numpy"):
+        print(f"{package:<13} {_version(package) or 'not installed'}")
+    registry = default_registry()
+    for lines in registry.pm.hook.muai_diagnostics():
+        for line in lines:
+            print(line)
+    for record in registry.records():
+        if not record.loaded:
+            problems.append(f"plugin {record.name} is broken: {record.error}")
+        elif record.name in registry.backend_names() and not registry.backend(record.name).available().available:
+            problems.append(f"backend {record.name} is unavailable: {registry.backend(record.name).available().reason}")
+    try:
+        manager = ModelManager(config_path=args.config)
+        print(f"config        {manager.config.source or 'none (defaults)'}; default backend {manager.backend_type}")
+    except BackendError as exc:
+        problems.append(f"config: {exc}")
+    if not registry.backend_names():
+        problems.append("no backend is installed: pip install muai-pytorch (and/or muai-openvino)")
+    for problem in problems:
+        print(f"problem: {problem}")
+    print("no problems found" if not problems else f"{len(problems)} problem(s)")
+    return EXIT_ERROR if problems else 0
+
+
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
 
 
 def cmd_bench(args: argparse.Namespace) -> int:

@@ -73,6 +73,11 @@ def muai_register_commands(subparsers: argparse._SubParsersAction) -> None:
     """Add sub-commands to the ``muai`` CLI. Each parser sets ``func=callable(args) -> int``."""
 
 
+@hookspec
+def muai_diagnostics() -> list[str]:
+    """Lines for ``muai doctor``: runtime versions and devices this plugin sees. May import its runtime."""
+
+
 #: The hooks that make a plugin a backend.
 BACKEND_HOOKS = (
     "muai_backend_available",

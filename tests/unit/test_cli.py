@@ -83,3 +83,18 @@ def test_bad_flags_exit_non_zero(capsys):
     with pytest.raises(SystemExit) as info:
         main(["generate"])
     assert info.value.code == 2
+
+
+def test_doctor_reports_versions_and_config_problems(capsys):
+    assert main(["doctor"]) == 0
+    out = capsys.readouterr().out
+    assert "python" in out and "muai-core" in out and "no problems found" in out
+    bad = write_config("backend: {default: 3}")
+    assert main(["--config", bad, "doctor"]) == 2
+    assert "problem: config: backend.default" in capsys.readouterr().out
+
+
+def test_doctor_names_an_unavailable_backend(capsys):
+    with registered(FaultyBackend(fail_on=frozenset({"available"})), "down"):
+        assert main(["doctor"]) == 2
+    assert "problem: backend down is unavailable: injected" in capsys.readouterr().out

@@ -148,3 +148,11 @@ def test_unload_frees_the_model(tiny_models):
     manager.unload_model(tiny_models["gpt2"])
     gc.collect()
     assert model_ref() is None
+
+
+def test_doctor_shows_torch_and_its_devices(capsys):
+    from muai_core.cli import main
+
+    assert main(["doctor"]) == 0
+    out = capsys.readouterr().out
+    assert "torch devices cpu" in out and "transformers" in out

@@ -56,5 +56,11 @@ class OpenVINOBackend:
         }
 
     @hookimpl
+    def muai_diagnostics(self) -> list[str]:
+        if not self.muai_backend_available().available:
+            return []
+        return [f"openvino devices {', '.join(runtime.shared_core().available_devices)}"]
+
+    @hookimpl
     def muai_register_commands(self, subparsers: argparse._SubParsersAction) -> None:
         commands.register(subparsers)

@@ -41,6 +41,17 @@ class PyTorchBackend:
         loading.unload(model)
 
     @hookimpl
+    def muai_diagnostics(self) -> list[str]:
+        if not self.muai_backend_available().available:
+            return []
+        import torch
+
+        cuda = (
+            f"CUDA {torch.version.cuda}, {torch.cuda.device_count()} GPU(s)" if torch.cuda.is_available() else "no CUDA"
+        )
+        return [f"torch devices cpu, {cuda}"]
+
+    @hookimpl
     def muai_register_commands(self, subparsers: argparse._SubParsersAction) -> None:
         commands.register(subparsers)
 
