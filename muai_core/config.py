@@ -81,7 +81,7 @@ def parse_config(data: Any, *, source: str | None = None) -> MuaiConfig:
     if data is None:
         return MuaiConfig(source=source)
     root = _mapping(data, "the top level", where)
-    _only_keys(root, TOP_LEVEL_KEYS, "the top level", where)
+    reject_unknown_keys(root, TOP_LEVEL_KEYS, "the top level", where)
 
     backend = _mapping(root.get("backend", {}), "backend", where)
     default = _name(backend.get("default", DEFAULT_BACKEND), "backend.default", where)
@@ -140,11 +140,12 @@ def _mapping(value: Any, key: str, where: str) -> dict[str, Any]:
     return dict(value)
 
 
-def _only_keys(mapping: Mapping[str, Any], allowed: tuple[str, ...], key: str, where: str) -> None:
+def reject_unknown_keys(mapping: Mapping[str, Any], allowed: tuple[str, ...], key: str, where: str = "") -> None:
+    """Raise ``ConfigurationError`` naming keys of ``mapping`` outside ``allowed`` (backend plugins use it too)."""
     unknown = sorted(set(mapping) - set(allowed))
     if unknown:
         raise ConfigurationError(
-            f"unknown key(s) {', '.join(unknown)} at {key}{where}",
+            f"unknown key(s) {', '.join(map(str, unknown))} at {key}{where}",
             hint=f"allowed keys are: {', '.join(allowed)}",
         )
 

@@ -40,6 +40,14 @@ class LoadRequest:
     settings: Mapping[str, Any] = field(default_factory=dict)
     paths: Mapping[str, str] = field(default_factory=dict)
 
+    def require_model_type(self, supported: tuple[str, ...], backend: str) -> None:
+        """Raise ``InvalidInputError`` when this backend cannot load ``model_type``."""
+        if self.model_type not in supported:
+            raise InvalidInputError(
+                f"{backend} cannot load model_type {self.model_type!r}",
+                hint=f"supported model types: {', '.join(supported)}",
+            )
+
 
 _SAMPLING_KEYS = ("temperature", "top_k", "top_p")
 

@@ -14,12 +14,9 @@ settings.load_profile("default")
 
 
 @pytest.fixture(autouse=True)
-def isolated_cwd(tmp_path, monkeypatch):
+def isolated_cwd(muai_workdir):
     """Each test runs in an empty directory: no config/system.yaml, no models/ unless it makes them."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("MUAI_CONFIG", raising=False)
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # nothing may come from the hub here; fail fast
-    return tmp_path
+    return muai_workdir
 
 
 @pytest.fixture
@@ -28,11 +25,10 @@ def counting() -> CountingBackend:
 
 
 @pytest.fixture
-def registry(counting) -> PluginRegistry:
+def registry(muai_registry, counting) -> PluginRegistry:
     """A registry holding only the in-place ``counting`` backend (no entry points)."""
-    registry = PluginRegistry()
-    registry.register(counting, "counting")
-    return registry
+    muai_registry.register(counting, "counting")
+    return muai_registry
 
 
 @pytest.fixture

@@ -14,11 +14,8 @@ settings.load_profile("default")
 
 
 @pytest.fixture(autouse=True)
-def isolated_cwd(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("MUAI_CONFIG", raising=False)
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    return tmp_path
+def isolated_cwd(muai_workdir):
+    return muai_workdir
 
 
 @pytest.fixture(scope="session")

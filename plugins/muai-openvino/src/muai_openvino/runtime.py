@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from muai_core.contracts import LoadRequest
-from muai_core.errors import InvalidInputError, ModelLoadError
+from muai_core.errors import ModelLoadError
 from muai_openvino.files import BIN, XML, check_ir_dir, export_command, ir_dir
 from muai_openvino.graph import logits_for_last_position, page_out_mapped_file
 from muai_openvino.settings import OpenVINOSettings, available_device, parse_settings
@@ -67,11 +67,7 @@ class OpenVINOModel:
 
 
 def load(request: LoadRequest) -> OpenVINOModel:
-    if request.model_type not in MODEL_TYPES:
-        raise InvalidInputError(
-            f"muai-openvino cannot load model_type {request.model_type!r}",
-            hint=f"supported model types: {', '.join(MODEL_TYPES)}",
-        )
+    request.require_model_type(MODEL_TYPES, "muai-openvino")
     settings = parse_settings(request.device, request.settings)
     directory = ir_dir(request, settings.cache_dir, settings.precision)
     manifest = check_ir_dir(directory, request.model_name, settings.precision)

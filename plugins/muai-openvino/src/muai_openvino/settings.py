@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from muai_core.config import reject_unknown_keys
 from muai_core.errors import ConfigurationError
 
 log = logging.getLogger(__name__)
@@ -44,11 +45,7 @@ class OpenVINOSettings:
 
 def parse_settings(device: str, section: Mapping[str, Any]) -> OpenVINOSettings:
     """Validate ``backend.openvino``; ``device`` is the requested device before availability checks."""
-    unknown = sorted(set(section) - set(KEYS))
-    if unknown:
-        raise ConfigurationError(
-            f"unknown key(s) in backend.openvino: {', '.join(unknown)}", hint=f"allowed keys are: {', '.join(KEYS)}"
-        )
+    reject_unknown_keys(section, KEYS, "backend.openvino")
     streams = section.get("num_streams", 1)
     if not (streams == "AUTO" or (isinstance(streams, int) and not isinstance(streams, bool) and streams >= 1)):
         raise ConfigurationError(f"backend.openvino.num_streams must be an int >= 1 or AUTO, got {streams!r}")

@@ -12,7 +12,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from muai_core.contracts import LoadRequest
-from muai_core.errors import InvalidInputError, ModelLoadError
+from muai_core.errors import ModelLoadError
 from muai_pytorch.settings import parse_settings
 
 MODEL_TYPES = ("transformers",)
@@ -33,11 +33,7 @@ class PyTorchModel:
 
 
 def load(request: LoadRequest) -> PyTorchModel:
-    if request.model_type not in MODEL_TYPES:
-        raise InvalidInputError(
-            f"muai-pytorch cannot load model_type {request.model_type!r}",
-            hint=f"supported model types: {', '.join(MODEL_TYPES)}",
-        )
+    request.require_model_type(MODEL_TYPES, "muai-pytorch")
     settings = parse_settings(request.device, request.settings)
     if request.is_local:
         check_local_dir(Path(request.source), request.model_name)

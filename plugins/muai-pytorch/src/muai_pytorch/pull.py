@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from pathlib import Path
 
 from muai_core.errors import ModelLoadError
 from muai_core.model_source import HUB_ID
+from muai_core.staging import staged_directory
 
 MANIFEST = "muai-pull.json"
 
@@ -50,18 +50,9 @@ def pull(source: str, models_dir: str | Path = "models", name: str | None = None
     if is_complete(target) and not force:
         _say(f"{name}: already in {target}, nothing to do")
         return target
-    staging = target.parent / f".{name}.partial"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    try:
+    with staged_directory(target) as staging:
         _convert(source, kind, staging)
         (staging / MANIFEST).write_text(json.dumps({"source": source, "kind": kind, "pulled_at": time.time()}))
-        if target.exists():
-            shutil.rmtree(target)
-        staging.rename(target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     _say(f"{name}: ready in {target}")
     return target
 

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from muai_core.config import reject_unknown_keys
 from muai_core.errors import ConfigurationError
 
 log = logging.getLogger(__name__)
@@ -22,11 +23,7 @@ class PyTorchSettings:
 
 
 def parse_settings(device: str, section: Mapping[str, Any]) -> PyTorchSettings:
-    unknown = sorted(set(section) - set(KEYS))
-    if unknown:
-        raise ConfigurationError(
-            f"unknown key(s) in backend.pytorch: {', '.join(unknown)}", hint=f"allowed keys are: {', '.join(KEYS)}"
-        )
+    reject_unknown_keys(section, KEYS, "backend.pytorch")
     dtype = section.get("dtype", "float32")
     if dtype not in DTYPES:
         raise ConfigurationError(f"backend.pytorch.dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")

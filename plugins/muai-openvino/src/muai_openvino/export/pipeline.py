@@ -19,6 +19,7 @@ from typing import Any
 from muai_core.config import MuaiConfig
 from muai_core.errors import ConfigurationError, ModelLoadError
 from muai_core.model_source import resolve_model
+from muai_core.staging import staged_directory
 from muai_openvino.export.compress import PRECISIONS, compress_int8
 from muai_openvino.files import BIN, MANIFEST, XML, ir_dir_name, model_label
 from muai_openvino.settings import DEFAULT_CACHE_DIR
@@ -61,17 +62,8 @@ def export_model(
         _say(f"{target} is up to date (same source and precision); use --force to export again")
         return ExportResult(target, existing, skipped=True)
 
-    staging = root / f".{target.name}.partial"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    try:
+    with staged_directory(target) as staging:
         manifest = _export(source_dir, label, precision, staging, digest)
-        if target.exists():
-            shutil.rmtree(target)
-        staging.rename(target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     _say(f"done: {target}")
     return ExportResult(target, manifest, skipped=False)
 
