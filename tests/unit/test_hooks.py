@@ -1,0 +1,65 @@
+"""One test per hook, each through the core with a real in-place plugin (test_docs checks they exist)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from muai_core.cli import main
+from muai_core.contracts import Availability
+from muai_core.hookspecs import hookimpl
+from muai_core.testing import CountingBackend, FaultyBackend, registered
+
+
+def test_hook_muai_backend_available(make_manager, add_faulty):
+    add_faulty("down", fail_on=frozenset({"available"}))
+    manager = make_manager()
+    assert manager.registry.backend("counting").available() == Availability(True)
+    assert manager.get_available_backends() == ["counting"]
+
+
+def test_hook_muai_load_model(make_manager, counting):
+    make_manager(device="cpu").load_model("m")
+    assert [(m.name, m.device) for m in counting.loaded] == [("m", "cpu")]
+
+
+def test_hook_muai_forward(make_manager):
+    assert make_manager().forward("m", {"input_ids": [[1, 2]]})["logits"].dtype == np.float32
+
+
+def test_hook_muai_generate(make_manager):
+    assert make_manager().generate("m", "a", max_new_tokens=2) == "abc"
+
+
+def test_hook_muai_unload_model(make_manager, counting):
+    manager = make_manager()
+    manager.load_model("m")
+    manager.unload_model("m")
+    assert counting.loaded[0].released
+
+
+def test_hook_muai_model_info(make_manager):
+    manager = make_manager()
+    manager.load_model("m")
+    assert manager.get_model_info("m")["model_info"] == {"backend": "counting", "device": "cpu", "vocab_size": 256}
+
+
+def test_hook_muai_register_commands(capsys):
+    class Command:
+        @hookimpl
+        def muai_register_commands(self, subparsers):
+            subparsers.add_parser("ping").set_defaults(func=lambda args: print("pong") or 0)
+
+    with registered(Command(), "command"):
+        assert main(["ping"]) == 0
+    assert capsys.readouterr().out.strip() == "pong"
+
+
+def test_hook_muai_diagnostics(capsys):
+    class Diagnosed(CountingBackend):
+        @hookimpl
+        def muai_diagnostics(self):
+            return ["diagnosed devices: abacus"]
+
+    with registered(Diagnosed(), "diagnosed"), registered(FaultyBackend(fail_on=frozenset()), "other"):
+        main(["doctor"])
+    assert "diagnosed devices: abacus" in capsys.readouterr().out
