@@ -12,6 +12,7 @@ from muai_core.cache import LRUCache
 from muai_core.config import MuaiConfig, load_config
 from muai_core.contracts import Attempt, GenerationRequest, GenerationResult
 from muai_core.errors import ConfigurationError, InvalidInputError, ModelLoadError
+from muai_core.leases import Leases
 from muai_core.model_source import resolve_model
 from muai_core.monitor import PerformanceMonitor, default_monitor
 from muai_core.plugins import PluginRegistry, default_registry
@@ -54,7 +55,10 @@ class ModelManager:
         self._backend_arg = None if backend is None else self.registry.check_backend_name(backend)
         self._config = self._checked(load_config(config_path))
         self._resolver = Resolver(self.registry, self._monitor)
-        self._cache: LRUCache[LoadedModel] = LRUCache(max_cached_models, self._evict)
+        self._leases: Leases[LoadedModel] = Leases(self._resolver.release)
+        self._cache: LRUCache[LoadedModel] = LRUCache(
+            max_cached_models, lambda name, loaded: self._leases.retire(loaded)
+        )
         self._lock = threading.RLock()
 
     @property
@@ -166,7 +170,7 @@ class ModelManager:
             loaded = self._cache.pop(model_name)
         if loaded is None:
             return False
-        self._resolver.release(loaded)
+        self._leases.retire(loaded)
         return True
 
     def get_performance_stats(self, model_name: str) -> dict[str, Any]:
@@ -178,10 +182,17 @@ class ModelManager:
         return self._monitor.compare_backends(backend1, backend2)
 
     def _run(self, model_name: str, stage: str, operation: Any) -> Any:
-        loaded = self._cache.get(model_name) or self.load_model(model_name)
-        result, final = self._resolver.run(loaded, stage, operation)
+        """Run on the cached model (loading it first if needed); it is not unloaded while this runs."""
+        with self._lock:
+            loaded = self._leases.acquire(self._cache.get(model_name) or self.load_model(model_name))
+        try:
+            result, final = self._resolver.run(loaded, stage, operation, retire=self._leases.retire)
+        finally:
+            self._leases.release(loaded)
         if final is not loaded:
             with self._lock:
+                if self._cache.get(model_name) is loaded:
+                    self._cache.pop(model_name)
                 self._cache.put(model_name, final)
         return result
 
@@ -204,4 +215,4 @@ class ModelManager:
         return config
 
     def _evict(self, model_name: str, loaded: LoadedModel) -> None:
-        self._resolver.release(loaded)
+        self._leases.retire(loaded)

@@ -125,8 +125,18 @@ class Resolver:
             return LoadedModel(plan, backend, handle, tuple(attempts), seconds)
         raise ModelLoadError(f"no backend to try for '{plan.model_name}'", hint="check backend.priority in the config")
 
-    def run(self, loaded: LoadedModel, stage: str, operation: Callable[[LoadedModel], R]) -> tuple[R, LoadedModel]:
-        """Run ``operation``; on a backend failure, reload on the next backend and run it there."""
+    def run(
+        self,
+        loaded: LoadedModel,
+        stage: str,
+        operation: Callable[[LoadedModel], R],
+        retire: Callable[[LoadedModel], None] | None = None,
+    ) -> tuple[R, LoadedModel]:
+        """Run ``operation``; on a backend failure, reload on the next backend and run it there.
+
+        The failed model goes to ``retire`` (default: unloaded at once), which may wait for other users.
+        """
+        retire = retire or self.release
         while True:
             try:
                 return operation(loaded), loaded
@@ -139,7 +149,7 @@ class Resolver:
                     _raise_wrapped(exc, InferenceError, message, _NO_FALLBACK)
                 if not following:
                     _raise_wrapped(exc, InferenceError, message, _CHAIN_END)
-                self.release(loaded)
+                retire(loaded)
                 self._fall_back(loaded.name, name, following[0], stage, exc)
                 failure = Attempt(name, stage, "failed", _reason(exc))
                 loaded = self.load(loaded.plan, start_after=name, history=(*loaded.attempts, failure))

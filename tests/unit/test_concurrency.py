@@ -1,0 +1,57 @@
+"""Many threads on one manager: every request completes with the sequential answer, eviction included."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+from muai_core.leases import Leases
+from muai_core.testing import CountingBackend
+
+
+def test_models_evicted_while_in_use_are_released_after_the_request(make_manager, counting):
+    manager = make_manager(max_cached_models=1)
+    started, finish = threading.Event(), threading.Event()
+    streamed = []
+
+    def slow_streamer(piece: str) -> None:
+        streamed.append(piece)
+        started.set()
+        finish.wait(5)
+
+    with ThreadPoolExecutor(1) as pool:
+        running = pool.submit(manager.generate, "a", "x", max_new_tokens=2, streamer=slow_streamer)
+        assert started.wait(5)
+        manager.load_model("b")  # evicts "a" while it generates
+        first = counting.loaded[0]
+        assert first.name == "a" and not first.released
+        finish.set()
+        assert running.result(5) == "xyz"
+    assert first.released and manager.loaded_models() == ["b"]
+
+
+def test_eight_threads_under_constant_eviction_get_sequential_answers(make_manager, counting):
+    manager = make_manager(max_cached_models=1)
+    requests = [(f"model-{i % 3}", chr(97 + i % 20), 1 + i % 5) for i in range(8 * 50)]
+    expected = {r: manager.generate(r[0], r[1], max_new_tokens=r[2]) for r in sorted(set(requests))}
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda r: manager.generate(r[0], r[1], max_new_tokens=r[2]), requests))
+    assert answers == [expected[r] for r in requests]
+    still_loaded = [m.name for m in counting.loaded if not m.released]
+    assert still_loaded == manager.loaded_models() and len(counting.loaded) > 3  # evictions happened, none leaked
+    assert manager.performance_monitor.fallback_events() == []
+
+
+def test_leases_release_once_after_the_last_holder():
+    released = []
+    leases: Leases[CountingBackend] = Leases(released.append)
+    item = CountingBackend()
+    leases.acquire(item)
+    leases.acquire(item)
+    leases.retire(item)
+    leases.release(item)
+    assert released == []
+    leases.release(item)
+    assert released == [item]
+    leases.retire(CountingBackend())
+    assert len(released) == 2
