@@ -191,9 +191,12 @@ class ModelManager:
             self._leases.release(loaded)
         if final is not loaded:
             with self._lock:
-                if self._cache.get(model_name) is loaded:
+                current = self._cache.get(model_name)
+                if current is None or current is loaded:
                     self._cache.pop(model_name)
-                self._cache.put(model_name, final)
+                    self._cache.put(model_name, final)
+                else:  # another request already replaced the failed model
+                    self._leases.retire(final)
         return result
 
     def _first_choice(self, model_name: str, override: BackendChoice) -> tuple[str, ...]:

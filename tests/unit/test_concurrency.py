@@ -55,3 +55,32 @@ def test_leases_release_once_after_the_last_holder():
     assert released == [item]
     leases.retire(CountingBackend())
     assert len(released) == 2
+
+
+def test_a_fallback_does_not_overwrite_a_model_replaced_meanwhile(make_manager, registry, counting):
+    from muai_core.hookspecs import hookimpl
+    from muai_core.testing import FaultyBackend
+    from tests.conftest import write_config
+
+    entered, go_on = threading.Event(), threading.Event()
+
+    class BlockThenFail(FaultyBackend):
+        @hookimpl
+        def muai_generate(self, model, request):
+            entered.set()
+            go_on.wait(5)
+            raise RuntimeError("failed after a while")
+
+    blocking = BlockThenFail(fail_on=frozenset(), name="blocking")
+    registry.register(blocking, "blocking")
+    write_config("backend: {priority: [counting]}")
+    manager = make_manager(backend="blocking")
+    with ThreadPoolExecutor(1) as pool:
+        running = pool.submit(manager.generate, "m", "a", max_new_tokens=2)
+        assert entered.wait(5)
+        replacement = manager.load_model("m", backend_override="counting")
+        go_on.set()
+        assert running.result(5) == "abc"
+    assert manager.get_model("m") is replacement and not replacement.handle.released
+    assert blocking.loaded[0].released
+    assert [m.released for m in counting.loaded] == [False, True]  # the replacement stays, the fallback's goes
