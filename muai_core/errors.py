@@ -35,5 +35,11 @@ class InvalidInputError(InferenceError, ValueError):
     """The prompt, inputs or generation parameters are not valid."""
 
 
+def first_line(exc: BaseException) -> str:
+    """The first non-empty line of a library's error, for messages that add our own context."""
+    lines = [line for line in str(exc).splitlines() if line.strip()]
+    return lines[0].strip() if lines else type(exc).__name__
+
+
 class PluginError(BackendError):
     """A plugin broke the hook contract (wrong return type, missing hook)."""

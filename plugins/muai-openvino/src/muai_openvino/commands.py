@@ -8,8 +8,7 @@ from importlib.util import find_spec
 
 from muai_core.config import load_config
 from muai_core.errors import ConfigurationError, ModelLoadError
-
-PRECISIONS = ("FP32", "FP16", "INT8")
+from muai_openvino.settings import PRECISIONS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

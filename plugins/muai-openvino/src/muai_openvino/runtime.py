@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from muai_core.contracts import LoadRequest
-from muai_core.errors import ModelLoadError
+from muai_core.errors import ModelLoadError, first_line
 from muai_openvino.files import BIN, XML, check_ir_dir, export_command, ir_dir
 from muai_openvino.graph import logits_for_last_position, page_out_mapped_file
 from muai_openvino.settings import OpenVINOSettings, available_device, parse_settings
@@ -83,7 +83,7 @@ def load(request: LoadRequest) -> OpenVINOModel:
         page_out_mapped_file(directory / BIN)
     except (RuntimeError, ValueError) as exc:
         raise ModelLoadError(
-            f"OpenVINO could not compile {directory / XML} for {device}: {_first_line(exc)}",
+            f"OpenVINO could not compile {directory / XML} for {device}: {first_line(exc)}",
             hint=f"the IR may be damaged; export it again: {export_command(request.model_name, settings.precision)}",
         ) from exc
     names = {name for port in compiled.inputs for name in port.get_names()}
@@ -162,8 +162,3 @@ def _json(path: Path) -> dict[str, Any]:
     except ValueError as exc:
         raise ModelLoadError(f"{path} is not valid JSON: {exc}", hint="export the model again") from exc
     return data if isinstance(data, dict) else {}
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = [line for line in str(exc).splitlines() if line.strip()]
-    return lines[0] if lines else type(exc).__name__

@@ -12,7 +12,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from muai_core.contracts import LoadRequest
-from muai_core.errors import ModelLoadError
+from muai_core.errors import ModelLoadError, first_line
 from muai_pytorch.settings import parse_settings
 
 MODEL_TYPES = ("transformers",)
@@ -55,12 +55,12 @@ def load(request: LoadRequest) -> PyTorchModel:
         )
     except OSError as exc:
         raise ModelLoadError(
-            f"cannot load '{request.model_name}' from {_where(request)}: {_first_line(exc)}",
+            f"cannot load '{request.model_name}' from {_where(request)}: {first_line(exc)}",
             hint=_hub_hint(request) if not request.is_local else "check that the directory holds a complete model",
         ) from exc
     except (ValueError, KeyError, TypeError) as exc:
         raise ModelLoadError(
-            f"'{request.model_name}' is not a causal language model transformers can load: {_first_line(exc)}",
+            f"'{request.model_name}' is not a causal language model transformers can load: {first_line(exc)}",
             hint="muai-pytorch loads AutoModelForCausalLM checkpoints",
         ) from exc
     model.to(settings.device).eval()
@@ -119,7 +119,3 @@ def _hub_hint(request: LoadRequest) -> str:
         f"put a local copy in models/{request.model_name}, e.g. with `muai pull {request.model_name}` "
         f"on a machine that reaches the hub, or from a local directory"
     )
-
-
-def _first_line(exc: BaseException) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

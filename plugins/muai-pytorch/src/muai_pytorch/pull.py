@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from muai_core.errors import ModelLoadError
+from muai_core.errors import ModelLoadError, first_line
 from muai_core.model_source import HUB_ID
 from muai_core.staging import staged_directory
 
@@ -144,7 +144,7 @@ def _save_pretrained(source: str, staging: Path, *, local: bool) -> None:
         )
     except OSError as exc:
         raise ModelLoadError(
-            f"cannot pull {source}: {str(exc).strip().splitlines()[0]}",
+            f"cannot pull {source}: {first_line(exc)}",
             hint="the hub is unreachable here; pull from a local directory or a .gguf file instead",
         ) from exc
     _say(f"[2/2] writing safetensors to {staging.parent}")

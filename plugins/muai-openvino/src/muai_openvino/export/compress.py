@@ -6,7 +6,6 @@ from typing import Any
 
 import numpy as np
 
-PRECISIONS = ("FP32", "FP16", "INT8")
 #: Constants smaller than this (norms, biases) stay in float.
 MIN_COMPRESSED_ELEMENTS = 4096
 

@@ -20,9 +20,9 @@ from muai_core.config import MuaiConfig
 from muai_core.errors import ConfigurationError, ModelLoadError
 from muai_core.model_source import resolve_model
 from muai_core.staging import staged_directory
-from muai_openvino.export.compress import PRECISIONS, compress_int8
+from muai_openvino.export.compress import compress_int8
 from muai_openvino.files import BIN, MANIFEST, XML, ir_dir_name, model_label
-from muai_openvino.settings import DEFAULT_CACHE_DIR
+from muai_openvino.settings import DEFAULT_CACHE_DIR, PRECISIONS
 
 #: Files copied from the source model next to the IR (the tokenizer travels with the model).
 COPIED = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
