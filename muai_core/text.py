@@ -12,7 +12,8 @@ from muai_core.errors import InvalidInputError
 class TextStream:
     """Feeds a ``Streamer`` the text that each new token adds; remembers whether it asked to stop.
 
-    Text that ends in an incomplete UTF-8 sequence (decoded as U+FFFD) is held back until whole.
+    Text that ends in an incomplete UTF-8 sequence (decoded as U+FFFD) is held back until whole, or until
+    ``finish()`` sends what is left, so the pieces always add up to the completion.
     """
 
     def __init__(self, decode: Callable[[Sequence[int]], str], streamer: Streamer | None) -> None:
@@ -27,8 +28,15 @@ class TextStream:
         if self._streamer is None:
             return
         text = self._decode(self._ids)
-        if text.endswith("\ufffd"):
-            return
+        if not text.endswith("\ufffd"):
+            self._send(text)
+
+    def finish(self) -> None:
+        """Send any held-back text; call once generation has ended."""
+        if self._streamer is not None and not self.stopped:
+            self._send(self._decode(self._ids))
+
+    def _send(self, text: str) -> None:
         piece, self._sent = text[self._sent :], len(text)
         if piece and self._streamer(piece) is False:
             self.stopped = True

@@ -13,13 +13,24 @@ from muai_core.inputs import token_arrays
 from muai_core.text import TextStream
 
 VOCAB = 256
+CONTEXT = 4096
 
 
 @dataclass
-class CountingModel:
+class LoadRecord:
+    """What a counting backend remembers of a model it loaded, without keeping the model alive."""
+
     name: str
     device: str
     settings: Mapping[str, Any]
+    released: bool = False
+
+
+@dataclass(eq=False)
+class CountingModel:
+    name: str
+    device: str
+    index: int  # of its record in the backend's ``loaded``
     released: bool = False
 
 
@@ -31,7 +42,7 @@ class CountingBackend:
 
     def __init__(self, name: str = "counting") -> None:
         self.name = name
-        self.loaded: list[CountingModel] = []
+        self.loaded: list[LoadRecord] = []
 
     @hookimpl
     def muai_backend_available(self) -> Availability:
@@ -39,9 +50,9 @@ class CountingBackend:
 
     @hookimpl
     def muai_load_model(self, request: LoadRequest) -> CountingModel:
-        model = CountingModel(request.model_name, request.device, dict(request.settings))
-        self.loaded.append(model)
-        return model
+        record = LoadRecord(request.model_name, request.device, dict(request.settings))
+        self.loaded.append(record)
+        return CountingModel(record.name, record.device, len(self.loaded) - 1)
 
     @hookimpl
     def muai_forward(self, model: CountingModel, inputs: Mapping[str, Any]) -> dict[str, Any]:
@@ -57,7 +68,7 @@ class CountingBackend:
         import numpy as np
 
         prompt = list(request.prompt.encode("utf-8"))
-        budget = request.new_token_budget(len(prompt))
+        budget = request.new_token_budget(len(prompt), CONTEXT)
         rng = np.random.default_rng(request.seed)
         stream = TextStream(_decode, request.streamer)
         started = time.perf_counter()
@@ -72,6 +83,7 @@ class CountingBackend:
             stream.push(last)
             if stream.stopped:
                 break
+        stream.finish()
         completion = _decode(new)
         return GenerationResult(
             text=request.prompt + completion if request.return_full_text else completion,
@@ -85,11 +97,11 @@ class CountingBackend:
 
     @hookimpl
     def muai_unload_model(self, model: CountingModel) -> None:
-        model.released = True
+        model.released = self.loaded[model.index].released = True
 
     @hookimpl
     def muai_model_info(self, model: CountingModel) -> dict[str, Any]:
-        return {"backend": self.name, "device": model.device, "vocab_size": VOCAB}
+        return {"backend": self.name, "device": model.device, "vocab_size": VOCAB, "context_length": CONTEXT}
 
 
 @dataclass
@@ -102,7 +114,7 @@ class FaultyBackend(CountingBackend):
     fail_on: frozenset[str] = frozenset({"load"})
     error: Exception = field(default_factory=lambda: RuntimeError("injected fault"))
     name: str = "faulty"
-    loaded: list[CountingModel] = field(default_factory=list)
+    loaded: list[LoadRecord] = field(default_factory=list)
 
     def _maybe_fail(self, stage: str) -> None:
         if stage in self.fail_on:
@@ -131,7 +143,7 @@ class FaultyBackend(CountingBackend):
 
     @hookimpl
     def muai_unload_model(self, model: CountingModel) -> None:
-        model.released = True
+        model.released = self.loaded[model.index].released = True
         self._maybe_fail("unload")
 
 

@@ -40,7 +40,12 @@ def test_hook_muai_unload_model(make_manager, counting):
 def test_hook_muai_model_info(make_manager):
     manager = make_manager()
     manager.load_model("m")
-    assert manager.get_model_info("m")["model_info"] == {"backend": "counting", "device": "cpu", "vocab_size": 256}
+    assert manager.get_model_info("m")["model_info"] == {
+        "backend": "counting",
+        "device": "cpu",
+        "vocab_size": 256,
+        "context_length": 4096,
+    }
 
 
 def test_hook_muai_register_commands(capsys):

@@ -62,6 +62,7 @@ def generate(handle: OpenVINOModel, request: GenerationRequest) -> GenerationRes
                 break
             ids = np.asarray([[token]], dtype=np.int64)
         infer.reset_state()
+    stream.finish()
     if new_ids and new_ids[-1] in handle.eos_ids:
         finish = "eos"
     else:

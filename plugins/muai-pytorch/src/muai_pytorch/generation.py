@@ -113,7 +113,7 @@ class _TokenClock:
             self.stream.push(int(token))
 
     def end(self) -> None:
-        pass
+        self.stream.finish()
 
     def stopping_criterion(self) -> Any:
         import torch

@@ -1,0 +1,277 @@
+"""The conformance suite a backend runs against itself: subclass, point it at a model, run pytest.
+
+    from muai_core.testing.conformance import BackendConformance, ConformanceTarget
+
+    class TestMyBackendConformance(BackendConformance):
+        @pytest.fixture
+        def conformance_target(self, tmp_path):
+            return ConformanceTarget(MyBackend, "mine", model="tiny", config={"models_dir": "..."})
+
+Every test drives the backend through ``ModelManager``, in a registry that holds only the backend and the
+``counting`` backend it falls back to (or takes over from).
+"""
+
+from __future__ import annotations
+
+import gc
+import weakref
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+
+from muai_core.contracts import Availability, GenerationResult
+from muai_core.errors import InvalidInputError, ModelLoadError
+from muai_core.hookspecs import hookimpl
+from muai_core.manager import ModelManager
+from muai_core.monitor import PerformanceMonitor
+from muai_core.plugins import PluginRegistry
+from muai_core.testing.backends import CountingBackend, FaultyBackend
+
+FINISH_REASONS = frozenset({"length", "eos", "stopped"})
+PARTNER = "counting"
+
+
+@dataclass(frozen=True)
+class ConformanceTarget:
+    """The backend under test and a model it can serve.
+
+    :param factory: makes a fresh plugin object (usually the plugin class).
+    :param name: the backend name (the entry-point name).
+    :param model: a model name ``ModelManager`` resolves with ``config``.
+    :param config: the content of ``config/system.yaml`` for these tests (e.g. ``models_dir``, your section).
+    :param prompt: a prompt the model encodes to a few tokens.
+    """
+
+    factory: Callable[[], object]
+    name: str
+    model: str
+    config: Mapping[str, Any] = field(default_factory=dict)
+    prompt: str = "The capital of France is"
+
+
+class InjectedFault(RuntimeError):
+    """Raised by a hook the suite breaks on purpose."""
+
+
+class BackendConformance:
+    """The hook contract every muai backend keeps. Provide a ``conformance_target`` fixture."""
+
+    new_tokens = 6
+
+    @pytest.fixture
+    def conformance_target(self) -> ConformanceTarget:
+        raise NotImplementedError("define a conformance_target fixture that returns a ConformanceTarget")
+
+    @pytest.fixture
+    def make_manager(self, conformance_target: ConformanceTarget, muai_workdir: Path) -> Iterator[Callable[..., Any]]:
+        """``make_manager(chain=[...], fallback=True, break_hook=None)`` -> (manager, plugin, monitor)."""
+        managers: list[ModelManager] = []
+
+        def make(
+            chain: tuple[str, ...] = (), fallback: bool = True, break_hook: str | None = None
+        ) -> tuple[ModelManager, object, PerformanceMonitor]:
+            target = conformance_target
+            plugin = target.factory()
+            if break_hook is not None:
+                setattr(plugin, break_hook, _failing(break_hook))
+            registry = PluginRegistry()
+            registry.register(plugin, target.name)
+            registry.register(CountingBackend(PARTNER), PARTNER)
+            registry.register(FaultyBackend(fail_on=frozenset({"load"})), "faulty")
+            chain = chain or (target.name, PARTNER)
+            config = _merged(target.config, chain, fallback)
+            path = muai_workdir / f"conformance-{len(managers)}.yaml"
+            path.write_text(yaml.safe_dump(config), encoding="utf-8")
+            monitor = PerformanceMonitor()
+            manager = ModelManager(backend=chain[0], config_path=path, registry=registry, monitor=monitor)
+            managers.append(manager)
+            return manager, plugin, monitor
+
+        yield make
+        for manager in managers:
+            for name in manager.loaded_models():
+                manager.unload_model(name)
+
+    def generate(self, manager: ModelManager, target: ConformanceTarget, **kwargs: Any) -> GenerationResult:
+        kwargs.setdefault("max_new_tokens", self.new_tokens)
+        return manager.generate_result(target.model, target.prompt, **kwargs)
+
+    def test_reports_availability(self, conformance_target):
+        availability = conformance_target.factory().muai_backend_available()
+        assert isinstance(availability, Availability)
+        assert availability.available, f"the backend says it cannot run here: {availability.reason}"
+
+    def test_loads_and_describes_the_model(self, make_manager, conformance_target):
+        manager, _, _ = make_manager()
+        loaded = manager.load_model(conformance_target.model)
+        assert loaded.backend_name == conformance_target.name, manager.explain(conformance_target.model)
+        info = manager.get_model_info(conformance_target.model)
+        assert info["backend_type"] == conformance_target.name and not info["is_fallback"]
+        assert info["model_info"]["backend"] == conformance_target.name
+        assert isinstance(info["model_info"]["device"], str) and info["model_info"]["device"]
+
+    def test_forward_returns_float32_logits_for_every_position(self, make_manager, conformance_target):
+        # Property 8 (output structure is the same on every backend)
+        manager, _, _ = make_manager()
+        ids = self.generate(manager, conformance_target).token_ids[:3] or (0,)
+        for batch in ([list(ids)], [list(ids), list(reversed(ids))]):
+            logits = manager.forward(conformance_target.model, {"input_ids": batch})["logits"]
+            assert isinstance(logits, np.ndarray) and logits.dtype == np.float32
+            assert logits.shape[:2] == (len(batch), len(ids)) and logits.shape[2] > max(ids)
+            assert np.isfinite(logits).all()
+
+    def test_forward_rows_do_not_depend_on_each_other(self, make_manager, conformance_target):
+        manager, _, _ = make_manager()
+        ids = list(self.generate(manager, conformance_target).token_ids[:3] or (0,))
+        alone = manager.forward(conformance_target.model, {"input_ids": [ids]})["logits"]
+        paired = manager.forward(conformance_target.model, {"input_ids": [ids, ids[::-1]]})["logits"]
+        np.testing.assert_allclose(paired[0], alone[0], rtol=1e-3, atol=1e-3)
+
+    @pytest.mark.parametrize(
+        "inputs",
+        [{"input_ids": [[-1]]}, {"input_ids": [[10**9]]}, {"input_ids": [[0.5]]}, {"input_ids": [[]]},
+         {"input_ids": [[0]], "attention_mask": [[0, 1]]}, {"input_ids": [[0]], "pixels": [[0]]}],
+        ids=["negative", "beyond-vocab", "float", "empty", "mask-shape", "unknown-key"],
+    )  # fmt: skip
+    def test_forward_rejects_bad_input(self, make_manager, conformance_target, inputs):
+        manager, _, monitor = make_manager()
+        with pytest.raises(InvalidInputError):
+            manager.forward(conformance_target.model, inputs)
+        assert monitor.fallback_events() == [], "bad input must not fall back to another backend"
+
+    def test_generate_returns_a_complete_result(self, make_manager, conformance_target):
+        manager, _, _ = make_manager()
+        result = self.generate(manager, conformance_target, ignore_eos=True)
+        assert isinstance(result, GenerationResult)
+        assert len(result.token_ids) == self.new_tokens and result.finish_reason == "length"
+        assert result.prompt_tokens >= 1 and result.ttft_s >= 0
+        assert len(result.token_latencies_s) == len(result.token_ids) - 1
+        assert result.text == conformance_target.prompt + result.completion
+        short = self.generate(manager, conformance_target, return_full_text=False)
+        assert short.text == short.completion and short.finish_reason in FINISH_REASONS
+
+    def test_max_length_counts_the_prompt(self, make_manager, conformance_target):
+        manager, _, _ = make_manager()
+        prompt_tokens = self.generate(manager, conformance_target).prompt_tokens
+        result = self.generate(manager, conformance_target, max_new_tokens=None, max_length=prompt_tokens + 2)
+        assert 1 <= len(result.token_ids) <= 2
+        with pytest.raises(InvalidInputError):
+            self.generate(manager, conformance_target, max_new_tokens=None, max_length=prompt_tokens)
+
+    def test_greedy_generation_is_deterministic(self, make_manager, conformance_target):
+        manager, _, _ = make_manager()
+        first, second = (self.generate(manager, conformance_target).token_ids for _ in range(2))
+        assert first == second
+
+    def test_sampling_with_a_seed_is_reproducible(self, make_manager, conformance_target):
+        manager, _, _ = make_manager()
+        runs = [
+            self.generate(manager, conformance_target, do_sample=True, temperature=1.5, top_p=0.9, seed=7).token_ids
+            for _ in range(2)
+        ]
+        assert runs[0] == runs[1]
+
+    def test_streamer_receives_the_completion(self, make_manager, conformance_target):
+        manager, _, _ = make_manager()
+        pieces: list[str] = []
+        result = self.generate(manager, conformance_target, streamer=pieces.append, return_full_text=False)
+        assert "".join(pieces) == result.completion
+
+    @pytest.mark.parametrize(
+        "kwargs",
+        [{"temperature": -1.0, "do_sample": True}, {"top_p": 0.0, "do_sample": True}, {"max_new_tokens": 0},
+         {"max_new_tokens": 10**9}, {"unknown": 1}],
+        ids=["temperature", "top_p", "no-tokens", "beyond-context", "unknown-argument"],
+    )  # fmt: skip
+    def test_generate_rejects_bad_input(self, make_manager, conformance_target, kwargs):
+        manager, _, monitor = make_manager()
+        with pytest.raises(InvalidInputError):
+            self.generate(manager, conformance_target, **kwargs)
+        assert monitor.fallback_events() == [], "bad input must not fall back to another backend"
+
+    def test_unload_frees_the_model(self, make_manager, conformance_target):
+        manager, _, _ = make_manager()
+        self.generate(manager, conformance_target)
+        held = _weak_references(manager.get_model(conformance_target.model).handle)
+        assert manager.unload_model(conformance_target.model)
+        gc.collect()
+        alive = [name for name, ref in held.items() if ref() is not None]
+        assert not alive, f"still referenced after unload: {alive}"
+
+    def test_falls_back_when_loading_fails(self, make_manager, conformance_target):
+        manager, _, monitor = make_manager(break_hook="muai_load_model")
+        result = self.generate(manager, conformance_target)
+        assert manager.get_model(conformance_target.model).backend_name == PARTNER and result.token_ids
+        [event] = monitor.fallback_events()
+        assert (event.from_backend, event.to_backend, event.stage) == (conformance_target.name, PARTNER, "load")
+
+    def test_falls_back_when_generation_fails_and_releases_its_model(self, make_manager, conformance_target):
+        manager, _, monitor = make_manager(break_hook="muai_generate")
+        loaded = manager.load_model(conformance_target.model)
+        held = _weak_references(loaded.handle)
+        del loaded
+        self.generate(manager, conformance_target)
+        assert manager.get_model(conformance_target.model).backend_name == PARTNER
+        assert [e.stage for e in monitor.fallback_events()] == ["generate"]
+        gc.collect()
+        assert all(ref() is None for ref in held.values()), "the failed backend's model was not released"
+
+    def test_failure_without_fallback_is_a_muai_error_with_the_cause(self, make_manager, conformance_target):
+        manager, _, monitor = make_manager(fallback=False, break_hook="muai_load_model")
+        with pytest.raises(ModelLoadError) as caught:
+            manager.load_model(conformance_target.model)
+        assert isinstance(caught.value.__cause__, InjectedFault) and monitor.fallback_events() == []
+
+    def test_takes_over_when_the_backend_before_it_fails(self, make_manager, conformance_target):
+        manager, _, monitor = make_manager(chain=("faulty", conformance_target.name))
+        self.generate(manager, conformance_target)
+        assert manager.get_model(conformance_target.model).backend_name == conformance_target.name
+        assert [(e.from_backend, e.to_backend) for e in monitor.fallback_events()] == [
+            ("faulty", conformance_target.name)
+        ]
+
+
+def _failing(hook: str) -> Callable[..., Any]:
+    """A hook implementation that raises ``InjectedFault``, with the argument names pluggy expects."""
+    message = f"{hook} broken by the conformance suite"
+    if hook == "muai_load_model":
+
+        def broken_load(request: Any) -> Any:
+            raise InjectedFault(message)
+
+        return hookimpl(broken_load)
+
+    def broken_run(model: Any, request: Any) -> Any:
+        raise InjectedFault(message)
+
+    return hookimpl(broken_run)
+
+
+def _merged(config: Mapping[str, Any], chain: tuple[str, ...], fallback: bool) -> dict[str, Any]:
+    merged = dict(config)
+    backend = dict(merged.get("backend") or {})
+    backend["default"] = chain[0]
+    backend["priority"] = list(chain[1:])
+    for name in chain:
+        backend[name] = {**(backend.get(name) or {}), "enable_fallback": fallback}
+    merged["backend"] = backend
+    return merged
+
+
+def _weak_references(handle: Any) -> dict[str, weakref.ref]:
+    """Weak references to the handle and to each attribute of it that allows one."""
+    candidates = {"handle": handle}
+    candidates.update({f"handle.{k}": v for k, v in getattr(handle, "__dict__", {}).items()})
+    held = {}
+    for name, value in candidates.items():
+        try:
+            held[name] = weakref.ref(value)
+        except TypeError:
+            continue
+    assert "handle" in held, f"{type(handle).__name__} handles must allow weak references (drop __slots__)"
+    return held
