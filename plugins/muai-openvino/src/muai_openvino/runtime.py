@@ -10,10 +10,10 @@ from typing import Any
 
 from muai_core.contracts import LoadRequest
 from muai_core.errors import ModelLoadError, first_line
+from muai_core.text_codec import TextCodec
 from muai_openvino.files import BIN, XML, check_ir_dir, export_command, ir_dir
 from muai_openvino.graph import logits_for_last_position, page_out_mapped_file
 from muai_openvino.settings import OpenVINOSettings, available_device, parse_settings
-from muai_openvino.text_codec import TextCodec
 
 MODEL_TYPES = ("transformers",)
 INPUTS = ("input_ids", "attention_mask", "position_ids", "beam_idx")

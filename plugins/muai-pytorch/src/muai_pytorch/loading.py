@@ -13,6 +13,7 @@ from urllib.parse import urlparse
 
 from muai_core.contracts import LoadRequest
 from muai_core.errors import ModelLoadError, first_line
+from muai_core.model_source import check_model_dir
 from muai_pytorch.settings import parse_settings
 
 MODEL_TYPES = ("transformers",)
@@ -36,7 +37,7 @@ def load(request: LoadRequest) -> PyTorchModel:
     request.require_model_type(MODEL_TYPES, "muai-pytorch")
     settings = parse_settings(request.device, request.settings)
     if request.is_local:
-        check_local_dir(Path(request.source), request.model_name)
+        check_model_dir(Path(request.source), request.model_name)
         offline = True
     else:
         offline = hub_offline()
@@ -67,21 +68,6 @@ def load(request: LoadRequest) -> PyTorchModel:
     config = model.config
     context = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
     return PyTorchModel(model, tokenizer, settings.device, settings.dtype, request.source, context)
-
-
-def check_local_dir(path: Path, name: str) -> None:
-    """Refuse a directory that is missing, incomplete, or holds only pickle weights."""
-    if not path.is_dir():
-        raise ModelLoadError(f"model directory for '{name}' not found: {path}", hint=f"run `muai pull {name}`")
-    if not (path / "config.json").is_file():
-        raise ModelLoadError(f"{path} has no config.json, so it is not a Hugging Face model directory")
-    if not any(path.glob("*.safetensors")):
-        pickled = sorted(p.name for p in path.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".ckpt"))
-        found = f" (found pickle checkpoint(s): {', '.join(pickled)})" if pickled else ""
-        raise ModelLoadError(
-            f"{path} has no .safetensors weights{found}; muai loads safetensors only, never pickle",
-            hint="convert the checkpoint once with transformers' save_pretrained(..., safe_serialization=True)",
-        )
 
 
 def hub_offline() -> bool:

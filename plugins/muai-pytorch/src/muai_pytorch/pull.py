@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from muai_core.errors import ModelLoadError, first_line
-from muai_core.model_source import HUB_ID
+from muai_core.model_source import HUB_ID, check_model_dir
 from muai_core.staging import staged_directory
 
 MANIFEST = "muai-pull.json"
@@ -96,9 +96,7 @@ def _convert(source: str, kind: str, staging: Path) -> None:
         _save_from_gguf(Path(source), staging)
     else:
         if kind == "directory":
-            from muai_pytorch.loading import check_local_dir
-
-            check_local_dir(Path(source), source)
+            check_model_dir(Path(source), source)
         _save_pretrained(source, staging, local=kind == "directory")
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from muai_core.config import MuaiConfig
 from muai_core.errors import ConfigurationError, ModelLoadError
-from muai_core.model_source import resolve_model
+from muai_core.model_source import check_model_dir, resolve_model
 from muai_core.staging import staged_directory
 from muai_openvino.export.compress import compress_int8
 from muai_openvino.files import BIN, MANIFEST, XML, ir_dir_name, model_label
@@ -78,9 +78,7 @@ def _export(source_dir: Path, name: str, precision: str, staging: Path, digest: 
 
     started = time.perf_counter()
     _say(f"[1/{STEPS}] loading {source_dir} with PyTorch")
-    from muai_pytorch.loading import check_local_dir
-
-    check_local_dir(source_dir, name)
+    check_model_dir(source_dir, name)
     model = AutoModelForCausalLM.from_pretrained(
         source_dir, dtype=torch.float32, attn_implementation="sdpa", use_safetensors=True, trust_remote_code=False
     ).eval()

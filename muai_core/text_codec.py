@@ -1,4 +1,7 @@
-"""Tokenisation without transformers (and so without torch): tokenizer.json plus the chat template."""
+"""Tokenisation without transformers (and so without torch): tokenizer.json plus the chat template.
+
+Needs ``pip install muai-core[text]``; for backends that do not bring transformers.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ CLEANUPS = ((" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"), ("
 
 
 class TextCodec:
-    """Encodes and decodes like the model's Hugging Face fast tokenizer, from the files of an export."""
+    """Encodes and decodes like the model's Hugging Face fast tokenizer, from the files in ``directory``."""
 
     def __init__(self, directory: Path, hint: str) -> None:
         from tokenizers import Tokenizer

@@ -1,0 +1,65 @@
+"""The muai hooks of the ``numpy`` backend (made from plugins/_template)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from importlib.util import find_spec
+from typing import Any
+
+import numpy as np
+
+from muai_core import hookimpl
+from muai_core.contracts import Availability, GenerationRequest, GenerationResult, LoadRequest
+from muai_core.decoding import decode_loop
+from muai_core.inputs import token_arrays
+from muai_numpy.loading import NAME, NumpyModel, load, parameters
+
+
+class NumpyBackend:
+    @hookimpl
+    def muai_backend_available(self) -> Availability:
+        missing = [m for m in ("numpy", "tokenizers", "jinja2") if find_spec(m) is None]
+        if missing:
+            return Availability(False, f"missing Python package(s): {', '.join(missing)}; pip install muai-numpy")
+        return Availability(True)
+
+    @hookimpl
+    def muai_load_model(self, request: LoadRequest) -> NumpyModel:
+        return load(request)
+
+    @hookimpl
+    def muai_forward(self, model: NumpyModel, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        network = model.network
+        ids, mask = token_arrays(inputs, network.vocab_size)
+        return {"logits": network.run(ids, mask, network.new_cache()).astype(np.float32, copy=False)}
+
+    @hookimpl
+    def muai_generate(self, model: NumpyModel, request: GenerationRequest) -> GenerationResult:
+        network, codec = model.network, model.codec
+        cache = network.new_cache()
+
+        def step(ids: np.ndarray) -> np.ndarray:
+            mask = np.ones((1, cache.length + ids.shape[1]), dtype=np.int64)
+            return network.run(ids, mask, cache)[0, -1]
+
+        prompt_ids = codec.encode(codec.prompt_text(request), add_special_tokens=not request.chat)
+        return decode_loop(
+            step, prompt_ids, request, codec.decode, eos_ids=model.eos_ids, context_length=network.context_length
+        )
+
+    @hookimpl
+    def muai_unload_model(self, model: NumpyModel) -> None:
+        model.network = None
+        model.codec = None
+
+    @hookimpl
+    def muai_model_info(self, model: NumpyModel) -> dict[str, Any]:
+        return {
+            "backend": NAME,
+            "device": "cpu",
+            "dtype": "float32",
+            "architecture": model.architecture,
+            "parameters": parameters(model),
+            "context_length": model.network.context_length if model.network is not None else None,
+            "source": model.source,
+        }

@@ -1,0 +1,1 @@
+"""A muai backend skeleton (see README.md)."""
