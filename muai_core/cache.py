@@ -1,4 +1,4 @@
-"""An LRU of loaded models that unloads through the owning backend on eviction."""
+"""An LRU of loaded models, bounded by count and optionally by bytes, that unloads on eviction."""
 
 from __future__ import annotations
 
@@ -11,36 +11,48 @@ T = TypeVar("T")
 
 
 class LRUCache(Generic[T]):
-    """Holds at most ``capacity`` entries; the least recently used is handed to ``on_evict``."""
+    """Holds at most ``capacity`` entries and ``max_bytes`` bytes (``None``: no byte bound).
 
-    def __init__(self, capacity: int, on_evict: Callable[[str, T], None]) -> None:
+    The least recently used entries are handed to ``on_evict`` until both bounds hold; the entry just
+    put is never evicted by its own put.
+    """
+
+    def __init__(self, capacity: int, on_evict: Callable[[str, T], None], max_bytes: int | None = None) -> None:
         self.capacity = capacity
+        self.max_bytes = max_bytes
         self._on_evict = on_evict
-        self._entries: OrderedDict[str, T] = OrderedDict()
+        self._entries: OrderedDict[str, tuple[T, int]] = OrderedDict()
         self._lock = threading.RLock()
 
     def get(self, key: str) -> T | None:
         with self._lock:
-            value = self._entries.get(key)
-            if value is not None:
-                self._entries.move_to_end(key)
-            return value
-
-    def put(self, key: str, value: T) -> None:
-        with self._lock:
-            self._entries[key] = value
+            entry = self._entries.get(key)
+            if entry is None:
+                return None
             self._entries.move_to_end(key)
-            while len(self._entries) > self.capacity:
-                old_key, old_value = self._entries.popitem(last=False)
+            return entry[0]
+
+    def put(self, key: str, value: T, size: int = 0) -> None:
+        with self._lock:
+            self._entries[key] = (value, size)
+            self._entries.move_to_end(key)
+            while len(self._entries) > 1 and (len(self._entries) > self.capacity or self._over_bytes()):
+                old_key, (old_value, _) = self._entries.popitem(last=False)
                 self._on_evict(old_key, old_value)
 
     def pop(self, key: str) -> T | None:
         with self._lock:
-            return self._entries.pop(key, None)
+            entry = self._entries.pop(key, None)
+            return None if entry is None else entry[0]
 
     def keys(self) -> list[str]:
         with self._lock:
             return list(self._entries)
+
+    @property
+    def total_bytes(self) -> int:
+        with self._lock:
+            return sum(size for _, size in self._entries.values())
 
     def __contains__(self, key: str) -> bool:
         with self._lock:
@@ -49,3 +61,6 @@ class LRUCache(Generic[T]):
     def __len__(self) -> int:
         with self._lock:
             return len(self._entries)
+
+    def _over_bytes(self) -> bool:
+        return self.max_bytes is not None and self.total_bytes > self.max_bytes

@@ -24,7 +24,9 @@ CONFIG_ENV = "MUAI_CONFIG"
 DEFAULT_CONFIG_PATH = "config/system.yaml"
 DEFAULT_BACKEND = "pytorch"
 
-TOP_LEVEL_KEYS = ("backend", "model_overrides", "models", "models_dir")
+TOP_LEVEL_KEYS = ("backend", "max_cache_bytes", "model_overrides", "models", "models_dir")
+SIZE_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "kib": 2**10, "mib": 2**20, "gib": 2**30}
+SIZE_PATTERN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$", re.IGNORECASE)
 #: Keys of ``backend:`` that are not backend sections.
 BACKEND_KEYS = ("default", "priority")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -40,6 +42,7 @@ class MuaiConfig:
     model_overrides: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     models: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     models_dir: str = "models"
+    max_cache_bytes: int | None = None
     source: str | None = None
 
     def backend_settings(self, backend: str) -> Mapping[str, Any]:
@@ -115,7 +118,9 @@ def parse_config(data: Any, *, source: str | None = None) -> MuaiConfig:
     if not isinstance(models_dir, str) or not models_dir:
         raise ConfigurationError(f"models_dir{where} must be a directory path, got {models_dir!r}")
 
+    max_bytes = root.get("max_cache_bytes")
     return MuaiConfig(
+        max_cache_bytes=None if max_bytes is None else parse_size(max_bytes, f"max_cache_bytes{where}"),
         default_backend=default,
         priority=priority,
         backends=MappingProxyType(sections),
@@ -138,6 +143,23 @@ def _mapping(value: Any, key: str, where: str) -> dict[str, Any]:
         if not isinstance(k, str):
             raise ConfigurationError(f"{key}{where} has a non-text key {k!r}", hint="quote the key")
     return dict(value)
+
+
+def parse_size(value: Any, key: str) -> int:
+    """A positive byte count: an int, or text such as ``"512MiB"`` or ``"1.5 GB"``."""
+    match = SIZE_PATTERN.match(value) if isinstance(value, str) else None
+    if match and match.group(2).lower() in SIZE_UNITS:
+        size = int(float(match.group(1)) * SIZE_UNITS[match.group(2).lower()])
+    elif isinstance(value, int) and not isinstance(value, bool):
+        size = value
+    else:
+        size = 0
+    if size < 1:
+        raise ConfigurationError(
+            f"{key} must be a positive size in bytes, got {_short(value)}",
+            hint='e.g. 2147483648, "2GiB" or "1500MB" (units: B, KB, MB, GB, KiB, MiB, GiB)',
+        )
+    return size
 
 
 def reject_unknown_keys(mapping: Mapping[str, Any], allowed: tuple[str, ...], key: str, where: str = "") -> None:

@@ -101,6 +101,13 @@ class GenerationRequest:
             )
         if not self.prompt:
             raise InvalidInputError("prompt is empty", hint="pass at least one character of text")
+        try:
+            self.prompt.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise InvalidInputError(
+                f"prompt is not valid Unicode text: {exc.reason} at position {exc.start}",
+                hint="decode the input with errors='replace', or drop lone surrogate characters",
+            ) from exc
         _check_int("max_length", self.max_length, minimum=1)
         if self.max_new_tokens is not None:
             _check_int("max_new_tokens", self.max_new_tokens, minimum=1)

@@ -2,17 +2,43 @@
 
 from __future__ import annotations
 
+import os
+import re
+from pathlib import Path
+
+#: Set to 1 to keep absolute paths in error messages (they are shortened by default).
+FULL_PATHS_ENV = "MUAI_FULL_PATHS"
+_ABSOLUTE_PATH = re.compile(r"(?<![\w~.:/-])/[^\s'\"`,;:()\[\]{}<>]+")
+
 
 class BackendError(Exception):
     """Base of every muai error.
 
-    ``hint`` is the next step for the user; it is appended to the message.
+    ``hint`` is the next step for the user; it is appended to the message. Absolute paths outside the
+    working directory are shortened to their last two parts (``$MUAI_FULL_PATHS=1`` keeps them).
     """
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
-        self.reason = message
-        self.hint = hint
-        super().__init__(f"{message.rstrip('.')}. {hint}" if hint else message)
+        self.reason = redact_paths(message)
+        self.hint = None if hint is None else redact_paths(hint)
+        super().__init__(f"{self.reason.rstrip('.')}. {self.hint}" if self.hint else self.reason)
+
+
+def redact_paths(text: str) -> str:
+    """``text`` with paths under the working directory made relative and other absolute paths shortened."""
+    if os.environ.get(FULL_PATHS_ENV, "") == "1":
+        return text
+    cwd = Path.cwd()
+
+    def shorten(match: re.Match[str]) -> str:
+        raw = match.group(0)
+        path = Path(raw.rstrip("."))
+        tail = raw[len(str(path)) :] if raw.startswith(str(path)) else ""
+        if path.is_relative_to(cwd):
+            return (str(path.relative_to(cwd)) or ".") + tail
+        return "…/" + "/".join(path.parts[-2:]) + tail if len(path.parts) > 1 else raw
+
+    return _ABSOLUTE_PATH.sub(shorten, text)
 
 
 class ConfigurationError(BackendError, ValueError):

@@ -65,7 +65,10 @@ def muai_unload_model(model: Any) -> None:
 
 @hookspec
 def muai_model_info(model: Any) -> dict[str, Any]:
-    """Describe a loaded model: at least ``backend`` and ``device``; anything else useful."""
+    """Describe a loaded model: at least ``backend`` and ``device``; anything else useful.
+
+    ``memory_bytes`` (int), the memory the model holds, lets ``max_cache_bytes`` count it.
+    """
 
 
 @hookspec

@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from muai_core.cache import LRUCache
-from muai_core.config import MuaiConfig, load_config
+from muai_core.config import MuaiConfig, load_config, parse_size
 from muai_core.contracts import Attempt, GenerationRequest, GenerationResult
 from muai_core.errors import ConfigurationError, InvalidInputError, ModelLoadError
 from muai_core.leases import Leases
@@ -25,6 +25,8 @@ class ModelManager:
     """Loads models on pluggable backends and runs them, falling back along a priority chain.
 
     ``backend=None`` takes ``backend.default`` from the config, which defaults to ``pytorch``.
+    ``max_cache_bytes`` (an int or text like ``"2GiB"``; default: the config's ``max_cache_bytes``, else
+    none) bounds the memory the loaded models report in their info's ``memory_bytes``.
     ``backend_config`` overrides the config section of that backend. ``config_path`` defaults to
     ``$MUAI_CONFIG`` or ``config/system.yaml``; a missing file means defaults.
     """
@@ -39,6 +41,7 @@ class ModelManager:
         *,
         registry: PluginRegistry | None = None,
         monitor: PerformanceMonitor | None = None,
+        max_cache_bytes: int | str | None = None,
     ) -> None:
         if not isinstance(device, str) or not device:
             raise ConfigurationError(f"device must be a device name such as 'cpu', got {device!r}")
@@ -56,8 +59,12 @@ class ModelManager:
         self._config = self._checked(load_config(config_path))
         self._resolver = Resolver(self.registry, self._monitor)
         self._leases: Leases[LoadedModel] = Leases(self._resolver.release)
+        if max_cache_bytes is not None:
+            max_cache_bytes = parse_size(max_cache_bytes, "max_cache_bytes")
         self._cache: LRUCache[LoadedModel] = LRUCache(
-            max_cached_models, lambda name, loaded: self._leases.retire(loaded)
+            max_cached_models,
+            lambda name, loaded: self._leases.retire(loaded),
+            max_cache_bytes or self._config.max_cache_bytes,
         )
         self._lock = threading.RLock()
 
@@ -106,7 +113,8 @@ class ModelManager:
             if cached is not None:
                 self.unload_model(model_name)
             loaded = self._resolver.load(plan)
-            self._cache.put(model_name, loaded)
+            self._check_fits(loaded)
+            self._cache.put(model_name, loaded, loaded.memory_bytes())
             return loaded
 
     def get_model(self, model_name: str) -> LoadedModel:
@@ -194,7 +202,7 @@ class ModelManager:
                 current = self._cache.get(model_name)
                 if current is None or current is loaded:
                     self._cache.pop(model_name)
-                    self._cache.put(model_name, final)
+                    self._cache.put(model_name, final, final.memory_bytes())
                 else:  # another request already replaced the failed model
                     self._leases.retire(final)
         return result
@@ -217,5 +225,13 @@ class ModelManager:
                 check(name, what=f"model_overrides.{model}")
         return config
 
-    def _evict(self, model_name: str, loaded: LoadedModel) -> None:
-        self._leases.retire(loaded)
+    def _check_fits(self, loaded: LoadedModel) -> None:
+        """Refuse (and unload) a model that alone holds more than the cache's byte bound."""
+        size, bound = loaded.memory_bytes(), self._cache.max_bytes
+        if bound is not None and size > bound:
+            self._leases.retire(loaded)
+            raise ModelLoadError(
+                f"'{loaded.name}' holds {size / 2**20:.0f} MiB on {loaded.backend_name}, "
+                f"more than max_cache_bytes ({bound / 2**20:.0f} MiB)",
+                hint="raise max_cache_bytes, or load a smaller variant (e.g. OpenVINO precision: INT8)",
+            )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -9,6 +10,8 @@ from pathlib import Path
 
 from muai_core.config import MuaiConfig
 from muai_core.errors import ModelLoadError
+
+log = logging.getLogger(__name__)
 
 #: A Hugging Face hub id: ``name`` or ``org/name``.
 HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)?$")
@@ -59,16 +62,25 @@ def models_dir_entry(name: str, config: MuaiConfig) -> Path | None:
     return candidate
 
 
-def check_model_dir(path: Path, name: str) -> None:
-    """Refuse a Hugging Face model directory that is missing, incomplete, or holds only pickle weights."""
+def check_model_dir(path: Path, name: str, *, allow_pickle: bool = False) -> bool:
+    """Refuse a Hugging Face model directory that is missing, incomplete, or holds only pickle weights.
+
+    With ``allow_pickle`` (an explicit opt-in) a pickle-only checkpoint passes, with a warning.
+    :return: True when the weights are pickle, not safetensors.
+    """
     if not path.is_dir():
         raise ModelLoadError(f"model directory for '{name}' not found: {path}", hint=f"run `muai pull {name}`")
     if not (path / "config.json").is_file():
         raise ModelLoadError(f"{path} has no config.json, so it is not a Hugging Face model directory")
-    if not any(path.glob("*.safetensors")):
-        pickled = sorted(p.name for p in path.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".ckpt"))
-        found = f" (found pickle checkpoint(s): {', '.join(pickled)})" if pickled else ""
-        raise ModelLoadError(
-            f"{path} has no .safetensors weights{found}; muai loads safetensors only, never pickle",
-            hint="convert the checkpoint once with transformers' save_pretrained(..., safe_serialization=True)",
-        )
+    if any(path.glob("*.safetensors")):
+        return False
+    pickled = sorted(p.name for p in path.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".ckpt"))
+    if pickled and allow_pickle:
+        log.warning("muai: loading pickle checkpoint(s) %s of '%s' because allow_pickle is on", pickled, name)
+        return True
+    found = f" (found pickle checkpoint(s): {', '.join(pickled)})" if pickled else ""
+    raise ModelLoadError(
+        f"{path} has no .safetensors weights{found}; muai loads safetensors only, never pickle",
+        hint="convert the checkpoint once with transformers' save_pretrained(..., safe_serialization=True)"
+        + (", or opt in with backend.pytorch.allow_pickle: true if you trust its source" if pickled else ""),
+    )

@@ -73,6 +73,11 @@ class LoadedModel:
     def is_fallback(self) -> bool:
         return self.backend.name != self.plan.chain[0]
 
+    def memory_bytes(self) -> int:
+        """What the backend says the model holds (``memory_bytes`` in its info); 0 when it does not say."""
+        size = self.backend.info(self.handle).get("memory_bytes")
+        return size if isinstance(size, int) and not isinstance(size, bool) and size > 0 else 0
+
     def metadata(self) -> dict[str, Any]:
         """The seed's BackendMetadata, as a dict."""
         info = self.backend.info(self.handle)

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from muai_core.contracts import Availability, GenerationRequest, GenerationResult, LoadRequest
+from muai_core.decoding import decode_loop
 from muai_core.hookspecs import hookimpl
 from muai_core.inputs import token_arrays
-from muai_core.text import TextStream
 
 VOCAB = 256
 CONTEXT = 4096
@@ -31,13 +30,15 @@ class CountingModel:
     name: str
     device: str
     index: int  # of its record in the backend's ``loaded``
+    memory_bytes: int = 1024
     released: bool = False
 
 
 class CountingBackend:
     """A byte-level model whose most likely next byte is the previous byte plus one.
 
-    It needs no files and no third-party runtime, and it really tokenises, runs logits and samples.
+    It needs no files and no third-party runtime, and it really tokenises, runs logits and samples
+    (through muai_core's decode loop).
     """
 
     def __init__(self, name: str = "counting") -> None:
@@ -52,7 +53,8 @@ class CountingBackend:
     def muai_load_model(self, request: LoadRequest) -> CountingModel:
         record = LoadRecord(request.model_name, request.device, dict(request.settings))
         self.loaded.append(record)
-        return CountingModel(record.name, record.device, len(self.loaded) - 1)
+        memory = request.settings.get("memory_bytes", 1024)  # what this pretend model says it holds
+        return CountingModel(record.name, record.device, len(self.loaded) - 1, memory)
 
     @hookimpl
     def muai_forward(self, model: CountingModel, inputs: Mapping[str, Any]) -> dict[str, Any]:
@@ -65,34 +67,8 @@ class CountingBackend:
 
     @hookimpl
     def muai_generate(self, model: CountingModel, request: GenerationRequest) -> GenerationResult:
-        import numpy as np
-
-        prompt = list(request.prompt.encode("utf-8"))
-        budget = request.new_token_budget(len(prompt), CONTEXT)
-        rng = np.random.default_rng(request.seed)
-        stream = TextStream(_decode, request.streamer)
-        started = time.perf_counter()
-        stamps, new = [], []
-        last = prompt[-1]
-        for _ in range(budget):
-            last = (last + 1) % VOCAB
-            if request.do_sample and rng.random() < request.temperature / (1 + request.temperature):
-                last = int(rng.integers(32, 127))
-            new.append(last)
-            stamps.append(time.perf_counter())
-            stream.push(last)
-            if stream.stopped:
-                break
-        stream.finish()
-        completion = _decode(new)
-        return GenerationResult(
-            text=request.prompt + completion if request.return_full_text else completion,
-            completion=completion,
-            prompt_tokens=len(prompt),
-            token_ids=tuple(new),
-            finish_reason="stopped" if stream.stopped else "length",
-            ttft_s=stamps[0] - started,
-            token_latencies_s=tuple(b - a for a, b in zip(stamps, stamps[1:], strict=False)),
+        return decode_loop(
+            _next_byte_logits, list(request.prompt.encode("utf-8")), request, _decode, context_length=CONTEXT
         )
 
     @hookimpl
@@ -101,7 +77,13 @@ class CountingBackend:
 
     @hookimpl
     def muai_model_info(self, model: CountingModel) -> dict[str, Any]:
-        return {"backend": self.name, "device": model.device, "vocab_size": VOCAB, "context_length": CONTEXT}
+        return {
+            "backend": self.name,
+            "device": model.device,
+            "vocab_size": VOCAB,
+            "context_length": CONTEXT,
+            "memory_bytes": model.memory_bytes,
+        }
 
 
 @dataclass
@@ -147,5 +129,13 @@ class FaultyBackend(CountingBackend):
         self._maybe_fail("unload")
 
 
-def _decode(ids: list[int]) -> str:
+def _next_byte_logits(ids: Any) -> Any:
+    import numpy as np
+
+    logits = np.full(VOCAB, -10.0, dtype=np.float32)
+    logits[(int(ids[0, -1]) + 1) % VOCAB] = 10.0
+    return logits
+
+
+def _decode(ids: Sequence[int]) -> str:
     return bytes(ids).decode("utf-8", errors="replace")

@@ -83,7 +83,9 @@ def test_invalid_content_names_the_key(text, named):
 
 
 def test_unknown_top_level_key_lists_allowed_keys():
-    with pytest.raises(ConfigurationError, match="allowed keys are: backend, model_overrides, models, models_dir"):
+    with pytest.raises(
+        ConfigurationError, match="allowed keys are: backend, max_cache_bytes, model_overrides, models, models_dir"
+    ):
         parse_config({"model_override": {}})
 
 

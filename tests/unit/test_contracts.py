@@ -60,3 +60,19 @@ def test_budget_respects_the_context():
         request.new_token_budget(100, context_length=128)
     with pytest.raises(InvalidInputError, match="context holds 128"):
         request.new_token_budget(128, context_length=128)
+
+
+def test_error_messages_shorten_paths_outside_the_project(tmp_path, monkeypatch):
+    from muai_core.errors import ModelLoadError
+
+    monkeypatch.chdir(tmp_path)
+    error = ModelLoadError(
+        f"cannot read {tmp_path / 'models' / 'gpt2' / 'config.json'} nor /home/alice/private/models/llama.",
+        hint="see https://huggingface.co/docs/hub and /srv/data/models",
+    )
+    assert str(error) == (
+        "cannot read models/gpt2/config.json nor …/models/llama. see https://huggingface.co/docs/hub and …/data/models"
+    )
+    assert "alice" not in str(error) and str(tmp_path) not in str(error)
+    monkeypatch.setenv("MUAI_FULL_PATHS", "1")
+    assert "/home/alice/private/models/llama" in str(ModelLoadError("at /home/alice/private/models/llama"))

@@ -45,6 +45,7 @@ def test_hook_muai_model_info(make_manager):
         "device": "cpu",
         "vocab_size": 256,
         "context_length": 4096,
+        "memory_bytes": 1024,
     }
 
 

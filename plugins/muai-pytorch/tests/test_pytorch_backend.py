@@ -105,8 +105,37 @@ def test_pickle_checkpoint_is_refused(tiny_models, tmp_path):
     path = tmp_path / "pickled"
     shutil.copytree(tiny_models["gpt2"], path)
     (path / "model.safetensors").rename(path / "pytorch_model.bin")
-    with pytest.raises(ModelLoadError, match="pytorch_model.bin.*safetensors only"):
+    with pytest.raises(ModelLoadError, match="pytorch_model.bin.*safetensors only") as info:
         ModelManager().load_model(str(path))
+    assert "allow_pickle: true" in info.value.hint
+
+
+def test_pickle_checkpoint_loads_only_when_the_user_opts_in(tiny_models, tmp_path, caplog):
+    path = tmp_path / "pickled"
+    shutil.copytree(tiny_models["gpt2"], path)
+    (path / "model.safetensors").unlink()
+    torch.save(AutoModelForCausalLM.from_pretrained(tiny_models["gpt2"]).state_dict(), path / "pytorch_model.bin")
+    opted_in = ModelManager(backend="pytorch", backend_config={"allow_pickle": True})
+    answer = opted_in.generate_result(str(path), "Hello", max_new_tokens=5, ignore_eos=True)
+    reference = ModelManager().generate_result(tiny_models["gpt2"], "Hello", max_new_tokens=5, ignore_eos=True)
+    assert answer.token_ids == reference.token_ids and "allow_pickle is on" in caplog.text
+    with pytest.raises(ModelLoadError, match="safetensors only"):
+        ModelManager().load_model(str(path))
+    with pytest.raises(ConfigurationError, match="allow_pickle must be true or false"):
+        ModelManager(backend="pytorch", backend_config={"allow_pickle": "yes"}).load_model(str(path))
+
+
+def test_memory_bound_evicts_and_frees_real_models(tiny_models):
+    small = ModelManager()
+    size = small.load_model(tiny_models["gpt2"]).memory_bytes()
+    assert size == sum(p.numel() * 4 for p in small.get_model(tiny_models["gpt2"]).handle.model.parameters())
+    bounded = ModelManager(max_cache_bytes=int(size * 1.5), max_cached_models=5)
+    module = weakref.ref(bounded.load_model(tiny_models["gpt2"]).handle.model)
+    bounded.load_model(tiny_models["llama"])
+    gc.collect()
+    assert bounded.loaded_models() == [tiny_models["llama"]] and module() is None
+    with pytest.raises(ModelLoadError, match="more than max_cache_bytes"):
+        ModelManager(max_cache_bytes=size // 2).load_model(tiny_models["gpt2"])
 
 
 @pytest.mark.parametrize("garbage", ["{not json", json.dumps({"model_type": "no-such-architecture"})])

@@ -66,9 +66,12 @@ def parameters(model: NumpyModel) -> int:
 def _eos_ids(path: Path, config: dict[str, Any]) -> frozenset[int]:
     generation = _json(path / "generation_config.json") if (path / "generation_config.json").is_file() else {}
     eos = generation.get("eos_token_id", config.get("eos_token_id"))
-    if eos is None:
-        return frozenset()
-    return frozenset(int(e) for e in (eos if isinstance(eos, list) else [eos]))
+    ids = [] if eos is None else eos if isinstance(eos, list) else [eos]
+    if not all(isinstance(e, int) and not isinstance(e, bool) and e >= 0 for e in ids):
+        raise ModelLoadError(
+            f"eos_token_id must be token ids, got {eos!r}", hint="fix it in generation_config.json or config.json"
+        )
+    return frozenset(ids)
 
 
 def _json(path: Path) -> dict[str, Any]:

@@ -60,6 +60,7 @@ class NumpyBackend:
             "dtype": "float32",
             "architecture": model.architecture,
             "parameters": parameters(model),
+            "memory_bytes": parameters(model) * 4,
             "context_length": model.network.context_length if model.network is not None else None,
             "source": model.source,
         }

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib.util import find_spec
 from typing import Any
@@ -13,9 +12,8 @@ import numpy as np
 from muai_core import hookimpl
 from muai_core.config import reject_unknown_keys
 from muai_core.contracts import Availability, GenerationRequest, GenerationResult, LoadRequest
+from muai_core.decoding import decode_loop
 from muai_core.inputs import token_arrays
-from muai_core.sampling import next_token
-from muai_core.text import TextStream
 
 NAME = "template"
 SETTINGS = ("enable_fallback", "device")  # the keys your backend.<name> section accepts
@@ -55,32 +53,14 @@ class TemplateBackend:
 
     @hookimpl
     def muai_generate(self, model: TemplateModel, request: GenerationRequest) -> GenerationResult:
-        prompt = list(request.prompt.encode("utf-8"))  # ENGINE: your tokenizer
-        budget = request.new_token_budget(len(prompt), CONTEXT)
-        rng = np.random.default_rng(request.seed)
-        stream = TextStream(_decode, request.streamer)
-        started = time.perf_counter()
-        stamps: list[float] = []
-        new: list[int] = []
-        last = prompt[-1]
-        for _ in range(budget):
-            last = next_token(model.weights[last], request, rng)  # ENGINE: one decode step
-            new.append(last)
-            stamps.append(time.perf_counter())
-            stream.push(last)
-            if stream.stopped:
-                break
-        stream.finish()
-        completion = _decode(new)
-        return GenerationResult(
-            text=request.prompt + completion if request.return_full_text else completion,
-            completion=completion,
-            prompt_tokens=len(prompt),
-            token_ids=tuple(new),
-            finish_reason="stopped" if stream.stopped else "length",
-            ttft_s=stamps[0] - started,
-            token_latencies_s=tuple(b - a for a, b in zip(stamps, stamps[1:], strict=False)),
-        )
+        weights = model.weights
+
+        def step(ids: np.ndarray) -> np.ndarray:
+            # ENGINE: feed ``ids`` (the prompt, then one token at a time) and return the last position's logits.
+            return weights[ids[0, -1]]
+
+        prompt_ids = list(request.prompt.encode("utf-8"))  # ENGINE: your tokenizer (see muai_core.text_codec)
+        return decode_loop(step, prompt_ids, request, _decode, context_length=CONTEXT)
 
     @hookimpl
     def muai_unload_model(self, model: TemplateModel) -> None:
@@ -88,8 +68,14 @@ class TemplateBackend:
 
     @hookimpl
     def muai_model_info(self, model: TemplateModel) -> dict[str, Any]:
-        return {"backend": NAME, "device": model.device, "vocab_size": VOCAB, "context_length": CONTEXT}
+        return {
+            "backend": NAME,
+            "device": model.device,
+            "vocab_size": VOCAB,
+            "context_length": CONTEXT,
+            "memory_bytes": model.weights.nbytes if model.weights is not None else 0,  # lets max_cache_bytes count it
+        }
 
 
-def _decode(ids: list[int]) -> str:
+def _decode(ids: Sequence[int]) -> str:
     return bytes(ids).decode("utf-8", errors="replace")

@@ -52,6 +52,7 @@ class OpenVINOBackend:
             "ir_path": str(model.directory),
             "context_length": model.context_length,
             "vocab_size": model.vocab_size,
+            "memory_bytes": runtime.weights_bytes(model),
             "properties": dict(model.properties),
         }
 

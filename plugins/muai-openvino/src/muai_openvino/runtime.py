@@ -116,6 +116,12 @@ def unload(handle: OpenVINOModel) -> None:
         handle.full_logits_request = None
 
 
+def weights_bytes(handle: OpenVINOModel) -> int:
+    """Size of the IR's weights: what the compiled model holds at least (the CPU plugin may repack more)."""
+    weights = handle.directory / BIN
+    return weights.stat().st_size if handle.compiled is not None and weights.is_file() else 0
+
+
 def _properties(settings: OpenVINOSettings, manifest: dict[str, Any], device: str) -> dict[str, str]:
     properties = {"PERFORMANCE_HINT": settings.performance_hint, "NUM_STREAMS": str(settings.num_streams)}
     if settings.compile_cache_dir:  # off by default: importing a cached blob costs a second copy of the weights

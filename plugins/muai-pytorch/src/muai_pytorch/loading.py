@@ -6,6 +6,7 @@ import gc
 import os
 import socket
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,8 +37,9 @@ class PyTorchModel:
 def load(request: LoadRequest) -> PyTorchModel:
     request.require_model_type(MODEL_TYPES, "muai-pytorch")
     settings = parse_settings(request.device, request.settings)
+    pickle = False
     if request.is_local:
-        check_model_dir(Path(request.source), request.model_name)
+        pickle = check_model_dir(Path(request.source), request.model_name, allow_pickle=settings.allow_pickle)
         offline = True
     else:
         offline = hub_offline()
@@ -45,29 +47,34 @@ def load(request: LoadRequest) -> PyTorchModel:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(request.source, trust_remote_code=False, local_files_only=offline)
-        model = AutoModelForCausalLM.from_pretrained(
+    tokenizer = _load_part(
+        request,
+        "tokenizer",
+        lambda: AutoTokenizer.from_pretrained(request.source, trust_remote_code=False, local_files_only=offline),
+    )
+    model = _load_part(
+        request,
+        "model",
+        lambda: AutoModelForCausalLM.from_pretrained(
             request.source,
             dtype=getattr(torch, settings.dtype),
-            use_safetensors=True,
+            use_safetensors=not pickle,  # transformers reads pickle with torch.load(weights_only=True)
             trust_remote_code=False,
             local_files_only=offline,
-        )
-    except OSError as exc:
-        raise ModelLoadError(
-            f"cannot load '{request.model_name}' from {_where(request)}: {first_line(exc)}",
-            hint=_hub_hint(request) if not request.is_local else "check that the directory holds a complete model",
-        ) from exc
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ModelLoadError(
-            f"'{request.model_name}' is not a causal language model transformers can load: {first_line(exc)}",
-            hint="muai-pytorch loads AutoModelForCausalLM checkpoints",
-        ) from exc
+        ),
+    )
     model.to(settings.device).eval()
     config = model.config
     context = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
     return PyTorchModel(model, tokenizer, settings.device, settings.dtype, request.source, context)
+
+
+def memory_bytes(handle: PyTorchModel) -> int:
+    """Bytes of the model's parameters and buffers (a tied weight counts once)."""
+    if handle.model is None:
+        return 0
+    tensors = {t.data_ptr(): t for t in (*handle.model.parameters(), *handle.model.buffers())}
+    return sum(t.numel() * t.element_size() for t in tensors.values())
 
 
 def hub_offline() -> bool:
@@ -93,6 +100,23 @@ def unload(handle: PyTorchModel) -> None:
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
+
+
+def _load_part(request: LoadRequest, part: str, load: Callable[[], Any]) -> Any:
+    """Run a transformers loader; any failure becomes a ModelLoadError that says which part failed."""
+    try:
+        return load()
+    except OSError as exc:
+        raise ModelLoadError(
+            f"cannot load the {part} of '{request.model_name}' from {_where(request)}: {first_line(exc)}",
+            hint=_hub_hint(request) if not request.is_local else "check that the directory holds a complete model",
+        ) from exc
+    except Exception as exc:  # transformers, tokenizers and safetensors raise many types on damaged files
+        files = "tokenizer.json / tokenizer_config.json" if part == "tokenizer" else "config.json / the weights"
+        raise ModelLoadError(
+            f"the {part} of '{request.model_name}' cannot be loaded ({files}): {type(exc).__name__}: {first_line(exc)}",
+            hint="muai-pytorch loads AutoModelForCausalLM checkpoints; re-download or re-save the model",
+        ) from exc
 
 
 def _where(request: LoadRequest) -> str:

@@ -62,6 +62,7 @@ class PyTorchBackend:
             "device": model.device,
             "dtype": model.dtype,
             "parameters": sum(p.numel() for p in model.model.parameters()) if model.model is not None else 0,
+            "memory_bytes": loading.memory_bytes(model),
             "context_length": model.context_length,
             "source": model.source,
         }

@@ -13,13 +13,14 @@ from muai_core.errors import ConfigurationError
 log = logging.getLogger(__name__)
 
 DTYPES = ("float32", "float16", "bfloat16")
-KEYS = ("device", "dtype", "enable_fallback")
+KEYS = ("allow_pickle", "device", "dtype", "enable_fallback")
 
 
 @dataclass(frozen=True)
 class PyTorchSettings:
     device: str
     dtype: str
+    allow_pickle: bool = False  # load .bin pickle checkpoints (torch.load with weights_only) when no safetensors
 
 
 def parse_settings(device: str, section: Mapping[str, Any]) -> PyTorchSettings:
@@ -27,7 +28,10 @@ def parse_settings(device: str, section: Mapping[str, Any]) -> PyTorchSettings:
     dtype = section.get("dtype", "float32")
     if dtype not in DTYPES:
         raise ConfigurationError(f"backend.pytorch.dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
-    return PyTorchSettings(device=torch_device(device), dtype=dtype)
+    allow_pickle = section.get("allow_pickle", False)
+    if not isinstance(allow_pickle, bool):
+        raise ConfigurationError(f"backend.pytorch.allow_pickle must be true or false, got {allow_pickle!r}")
+    return PyTorchSettings(device=torch_device(device), dtype=dtype, allow_pickle=allow_pickle)
 
 
 def torch_device(requested: str) -> str:
