@@ -1,27 +1,35 @@
 #!/usr/bin/env python3
 """muai's OpenVINO backend against PyTorch and against openvino-genai's LLMPipeline on the same IR.
 
-    python benchmarks/openvino_vs_genai.py smollm2-135m [--new-tokens 128] [--runs 3]
+    python benchmarks/openvino_vs_genai.py smollm2-135m [--new-tokens 128] [--rounds 3]
 
-Every target runs in its own process with the same prompt and token budget (EOS ignored). The
+Every target runs in its own process with the same prompt and token budget (EOS ignored), once per round;
+the targets take turns so that the machine's drift falls on all of them alike. The
 openvino-genai rows need ``pip install openvino-genai openvino-tokenizers`` (same release as
-openvino); without them those rows are skipped. The OpenVINO tokenizer models that LLMPipeline
-needs are written beside a linked copy of each export, never into it.
+openvino); without them those rows are skipped. genai runs twice per precision: with its default
+PagedAttention conversion (PA) and with the stateful SDPA graph muai runs (SDPA). The OpenVINO tokenizer
+models that LLMPipeline needs are written beside a linked copy of each export, never into it.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable, Iterator
 from importlib.util import find_spec
 from pathlib import Path
 
 from muai_core.bench import report
 from muai_core.bench.runner import DEFAULT_PROMPT, relate, run_worker, summary
 from muai_core.config import load_config
+
+#: genai's LLMPipeline converts the stateful IR to PagedAttention on CPU by default ("PA"); "SDPA" keeps the
+#: stateful graph muai runs, so that row compares the same graph driven two ways.
+ATTENTION_BACKENDS = ("PA", "SDPA")
 
 GENAI_WORKER = r"""
 import json, sys, time
@@ -61,6 +69,50 @@ print(json.dumps({
 """
 
 
+def muai_targets(common: dict) -> Iterator[tuple[str, Callable[[], dict]]]:
+    for backend, precision in (("pytorch", ""), ("openvino", "FP32"), ("openvino", "INT8")):
+        spec = {**common, "backend": backend, "precision": precision}
+        yield f"muai {backend} {precision}".strip(), lambda spec=spec: run_worker(spec)
+
+
+def genai_targets(common: dict, cache: Path, scratch: Path) -> list[tuple[str, Callable[[], dict]]]:
+    targets = []
+    for precision, kv in (("FP32", "f32"), ("INT8", None)):
+        export = cache / (common["model"] if precision == "FP32" else f"{common['model']}-{precision.lower()}")
+        folder = str(genai_dir(export, scratch / precision))
+        for attention in ATTENTION_BACKENDS:
+            properties = {"PERFORMANCE_HINT": "LATENCY", "ATTENTION_BACKEND": attention}
+            properties.update({"KV_CACHE_PRECISION": kv} if kv else {})
+            spec = {**common, "dir": folder, "properties": properties}
+            targets.append((f"openvino-genai {precision} {attention}", lambda spec=spec: run_genai(spec)))
+    return targets
+
+
+def run_genai(spec: dict) -> dict:
+    done = subprocess.run([sys.executable, "-c", GENAI_WORKER, json.dumps(spec)], capture_output=True, text=True)
+    if done.returncode != 0:
+        return {"error": done.stderr[-300:]}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def merged(rounds: list[dict]) -> dict:
+    """One row from the rounds of a target: medians of the rounds' medians, the overall min and max."""
+    good = [r for r in rounds if "error" not in r]
+    if not good:
+        return rounds[-1]
+    row = dict(good[-1])
+    for key, value in good[-1].items():
+        if isinstance(value, dict) and "median" in value:
+            row[key] = {
+                "median": statistics.median(r[key]["median"] for r in good),
+                "min": min(r[key]["min"] for r in good),
+                "max": max(r[key]["max"] for r in good),
+            }
+        elif isinstance(value, (int, float)) and not isinstance(value, bool) and key.endswith(("_s", "_ms", "_mb")):
+            row[key] = statistics.median(r[key] for r in good)
+    return row
+
+
 def genai_dir(export: Path, scratch: Path) -> Path:
     """A folder that links the export's files and adds the OpenVINO tokenizer models LLMPipeline reads."""
     import openvino as ov
@@ -82,7 +134,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model")
     parser.add_argument("--new-tokens", type=int, default=128)
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=1, help="timed runs per target and round")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds; the targets take turns in each")
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--prompt", default=DEFAULT_PROMPT)
     parser.add_argument("--out", default="bench-results/genai")
@@ -91,43 +144,37 @@ def main() -> int:
     cache = Path(load_config().backend_settings("openvino").get("cache_dir", "models/openvino"))
     common = {"model": args.model, "prompt": args.prompt, "new_tokens": args.new_tokens, "runs": args.runs,
               "warmup": args.warmup, "device": "cpu", "config": None}  # fmt: skip
-    targets = [("pytorch", "", None), ("openvino", "FP32", "f32"), ("openvino", "INT8", None)]
-    rows = []
-    for backend, precision, _ in targets:
-        label = f"muai {backend} {precision}".strip()
-        print(label, file=sys.stderr, flush=True)
-        rows.append({"target": label, **run_worker({**common, "backend": backend, "precision": precision})})
-        print(f"      {summary(rows[-1])}", file=sys.stderr, flush=True)
     have_genai = find_spec("openvino_genai") and find_spec("openvino_tokenizers")
     if not have_genai:
         print("openvino-genai or openvino-tokenizers is not installed: genai rows skipped", file=sys.stderr)
     with tempfile.TemporaryDirectory() as scratch:
-        for _, precision, kv in targets[1:] if have_genai else []:
-            export = cache / (args.model if precision == "FP32" else f"{args.model}-{precision.lower()}")
-            properties = {"PERFORMANCE_HINT": "LATENCY", **({"KV_CACHE_PRECISION": kv} if kv else {})}
-            spec = {**common, "dir": str(genai_dir(export, Path(scratch) / precision)), "properties": properties}
-            print(f"openvino-genai {precision}", file=sys.stderr, flush=True)
-            done = subprocess.run(
-                [sys.executable, "-c", GENAI_WORKER, json.dumps(spec)], capture_output=True, text=True
-            )
-            row = (
-                json.loads(done.stdout.strip().splitlines()[-1])
-                if done.returncode == 0
-                else {"error": done.stderr[-300:]}
-            )
-            rows.append({"target": f"openvino-genai {precision}", **row})
-            print(f"      {summary(rows[-1])}", file=sys.stderr, flush=True)
+        targets = list(muai_targets(common))
+        if have_genai:
+            targets += genai_targets(common, cache, Path(scratch))
+        results: dict[str, list[dict]] = {label: [] for label, _ in targets}
+        for round_ in range(args.rounds):
+            # Targets take turns, in a rotated order each round: this machine drifts by +-15% over minutes.
+            shift = round_ % len(targets)
+            for label, run in targets[shift:] + targets[:shift]:
+                print(f"round {round_ + 1}/{args.rounds}: {label}", file=sys.stderr, flush=True)
+                results[label].append(run())
+                print(f"      {summary(results[label][-1])}", file=sys.stderr, flush=True)
+    rows = [{"target": label, **merged(results[label])} for label, _ in targets]
     relate(rows)
     print(report.table(rows))
     by_target = {row["target"]: row for row in rows if "error" not in row}
     for precision in ("FP32", "INT8"):
-        mine, theirs = by_target.get(f"muai openvino {precision}"), by_target.get(f"openvino-genai {precision}")
-        if mine and theirs:
-            decode = mine["decode_tps"]["median"] / theirs["decode_tps"]["median"]
-            ttft = mine["ttft_ms"]["median"] / theirs["ttft_ms"]["median"]
+        mine = by_target.get(f"muai openvino {precision}")
+        for attention in ATTENTION_BACKENDS:
+            theirs = by_target.get(f"openvino-genai {precision} {attention}")
+            if mine and theirs:
+                decode = mine["decode_tps"]["median"] / theirs["decode_tps"]["median"]
+                ttft = mine["ttft_ms"]["median"] / theirs["ttft_ms"]["median"]
+                print(f"{precision}: muai / genai {attention}: decode {decode:.2f}x, TTFT {ttft:.2f}x of genai's")
+        if mine:
             print(
-                f"{precision}: muai/genai decode {decode:.2f}x, TTFT {ttft:.2f}x of genai's; vs PyTorch fp32: "
-                f"decode {mine['speedup']:.2f}x, load {mine['load_ratio']:.2f}x, peak RSS {mine['rss_ratio']:.2f}x"
+                f"{precision}: muai vs PyTorch fp32: decode {mine['speedup']:.2f}x, load {mine['load_ratio']:.2f}x, "
+                f"peak RSS {mine['rss_ratio']:.2f}x"
             )
     title = f"{args.model}: muai vs openvino-genai, {args.new_tokens} new tokens"
     for path in report.write(rows, Path(args.out), title, {"model": args.model, **vars(args)}):

@@ -12,7 +12,7 @@ from muai_core.errors import BackendError
 KEYS = {
     "pytorch": ["device", "dtype", "allow_pickle"],
     "openvino": ["device", "precision", "kv_cache_precision", "num_streams", "performance_hint",
-                 "inference_num_threads", "compile_cache_dir"],
+                 "inference_num_threads", "compile_cache_dir", "mmap"],
     "numpy": ["device"],
 }  # fmt: skip
 VALUES = st.one_of(

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from muai_core import ModelManager, PerformanceMonitor
-from muai_core.errors import InferenceError, InvalidInputError, ModelLoadError
+from muai_core.errors import ConfigurationError, InferenceError, InvalidInputError, ModelLoadError
 from muai_core.plugins import default_registry
 from muai_core.text_codec import TextCodec
 
@@ -125,6 +126,21 @@ def test_config_is_read_back_from_the_compiled_model(write_config):
     single.load_model("gpt2")
     properties = single.get_model_info("gpt2")["model_info"]["properties"]
     assert (properties["INFERENCE_NUM_THREADS"], properties["PERFORMANCE_HINT"]) == ("1", "LATENCY")
+
+
+def test_mmap_off_reads_the_weights_into_memory_with_the_same_answers(write_config):
+    def mapped(handle) -> bool:
+        return str((handle.directory / "openvino_model.bin").resolve()) in Path("/proc/self/maps").read_text()
+
+    answers = {}
+    for mmap in (True, False):
+        ov_manager = manager(write_config({"openvino": {"mmap": mmap}}), backend="openvino")
+        answers[mmap] = ov_manager.generate_result("tiny-llama", "Hello", max_new_tokens=8, ignore_eos=True).token_ids
+        assert mapped(ov_manager.get_model("tiny-llama").handle) is mmap
+        ov_manager.unload_model("tiny-llama")
+    assert answers[True] == answers[False]
+    with pytest.raises(ConfigurationError, match="mmap must be true or false"):
+        manager(write_config({"openvino": {"mmap": "no"}}), backend="openvino").load_model("gpt2")
 
 
 def test_fp32_means_fp32_kv_cache(write_config):

@@ -76,11 +76,12 @@ def load(request: LoadRequest) -> OpenVINOModel:
     device = available_device(settings.device, core.available_devices)
     properties = _properties(settings, manifest, device)
     try:
-        ov_model = core.read_model(directory / XML)
+        ov_model = core.read_model(directory / XML, config={"ENABLE_MMAP": settings.mmap})
         logits_for_last_position(ov_model)
         compiled = core.compile_model(ov_model, device, properties)
         del ov_model
-        page_out_mapped_file(directory / BIN)
+        if settings.mmap:
+            page_out_mapped_file(directory / BIN)
     except (RuntimeError, ValueError) as exc:
         raise ModelLoadError(
             f"OpenVINO could not compile {directory / XML} for {device}: {first_line(exc)}",

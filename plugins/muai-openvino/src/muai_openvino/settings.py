@@ -23,6 +23,7 @@ KEYS = (
     "inference_num_threads",
     "kv_cache_precision",
     "precision",
+    "mmap",
 )
 PRECISIONS = ("FP32", "FP16", "INT8")
 HINTS = ("LATENCY", "THROUGHPUT", "CUMULATIVE_THROUGHPUT")
@@ -41,6 +42,7 @@ class OpenVINOSettings:
     inference_num_threads: int
     kv_cache_precision: str | None
     precision: str
+    mmap: bool = True  # map the weights file (less memory) or read it into memory (faster decode on CPU)
 
 
 def parse_settings(device: str, section: Mapping[str, Any]) -> OpenVINOSettings:
@@ -63,6 +65,9 @@ def parse_settings(device: str, section: Mapping[str, Any]) -> OpenVINOSettings:
         raise ConfigurationError(
             f"backend.openvino.precision must be one of {', '.join(PRECISIONS)}, got {precision!r}"
         )
+    mmap = section.get("mmap", True)
+    if not isinstance(mmap, bool):
+        raise ConfigurationError(f"backend.openvino.mmap must be true or false, got {mmap!r}")
     for key in ("cache_dir", "compile_cache_dir"):
         if key in section and (not isinstance(section[key], str) or not section[key]):
             raise ConfigurationError(f"backend.openvino.{key} must be a directory path, got {section[key]!r}")
@@ -75,6 +80,7 @@ def parse_settings(device: str, section: Mapping[str, Any]) -> OpenVINOSettings:
         inference_num_threads=threads,
         kv_cache_precision=kv,
         precision=precision,
+        mmap=mmap,
     )
 
 
