@@ -251,10 +251,10 @@ def test_compile_failure_is_wrapped_with_context(write_config, monkeypatch):
     class FailingCore:
         available_devices = ["CPU"]
 
-        def read_model(self, path):
+        def read_model(self, path, config=None):
             import openvino as ov
 
-            return ov.Core().read_model(path)
+            return ov.Core().read_model(path, config=config or {})
 
         def compile_model(self, *args):
             raise RuntimeError("Exception from src/inference/src/cpp/core.cpp:\nout of memory")
