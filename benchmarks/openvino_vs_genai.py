@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """muai's OpenVINO backend against PyTorch and against openvino-genai's LLMPipeline on the same IR.
 
-    python benchmarks/openvino_vs_genai.py smollm2-135m [--new-tokens 128] [--rounds 3]
+    python benchmarks/openvino_vs_genai.py smollm2-135m [--new-tokens 128] [--rounds 5]
 
 Every target runs in its own process with the same prompt and token budget (EOS ignored), once per round;
-the targets take turns so that the machine's drift falls on all of them alike. The
+the targets take turns so that the machine's drift falls on all of them alike, and muai's ratios to genai
+are also taken round by round (runs minutes apart drift by more than the gap being measured). The
 openvino-genai rows need ``pip install openvino-genai openvino-tokenizers`` (same release as
 openvino); without them those rows are skipped. genai runs twice per precision: with its default
 PagedAttention conversion (PA) and with the stateful SDPA graph muai runs (SDPA). The OpenVINO tokenizer
@@ -113,6 +114,16 @@ def merged(rounds: list[dict]) -> dict:
     return row
 
 
+def paired(mine: list[dict], theirs: list[dict], key: str) -> list[float]:
+    """muai / genai per round, for the rounds in which both ran."""
+    return [a[key]["median"] / b[key]["median"] for a, b in zip(mine, theirs, strict=True) if "error" not in a | b]
+
+
+def describe(ratios: list[float]) -> str:
+    spread = f" (rounds {min(ratios):.2f}-{max(ratios):.2f})" if len(ratios) > 1 else ""
+    return f"{statistics.median(ratios):.2f}x{spread}"
+
+
 def genai_dir(export: Path, scratch: Path) -> Path:
     """A folder that links the export's files and adds the OpenVINO tokenizer models LLMPipeline reads."""
     import openvino as ov
@@ -135,7 +146,7 @@ def main() -> int:
     parser.add_argument("model")
     parser.add_argument("--new-tokens", type=int, default=128)
     parser.add_argument("--runs", type=int, default=1, help="timed runs per target and round")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds; the targets take turns in each")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds; the targets take turns in each")
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--prompt", default=DEFAULT_PROMPT)
     parser.add_argument("--out", default="bench-results/genai")
@@ -149,8 +160,9 @@ def main() -> int:
         print("openvino-genai or openvino-tokenizers is not installed: genai rows skipped", file=sys.stderr)
     with tempfile.TemporaryDirectory() as scratch:
         targets = list(muai_targets(common))
-        if have_genai:
-            targets += genai_targets(common, cache, Path(scratch))
+        if have_genai:  # each genai row right after the muai row it is compared with
+            theirs = genai_targets(common, cache, Path(scratch))
+            targets = [targets[0], targets[1], *theirs[:2], targets[2], *theirs[2:]]
         results: dict[str, list[dict]] = {label: [] for label, _ in targets}
         for round_ in range(args.rounds):
             # Targets take turns, in a rotated order each round: this machine drifts by +-15% over minutes.
@@ -164,17 +176,18 @@ def main() -> int:
     print(report.table(rows))
     by_target = {row["target"]: row for row in rows if "error" not in row}
     for precision in ("FP32", "INT8"):
-        mine = by_target.get(f"muai openvino {precision}")
+        mine = results[f"muai openvino {precision}"]
         for attention in ATTENTION_BACKENDS:
-            theirs = by_target.get(f"openvino-genai {precision} {attention}")
-            if mine and theirs:
-                decode = mine["decode_tps"]["median"] / theirs["decode_tps"]["median"]
-                ttft = mine["ttft_ms"]["median"] / theirs["ttft_ms"]["median"]
-                print(f"{precision}: muai / genai {attention}: decode {decode:.2f}x, TTFT {ttft:.2f}x of genai's")
-        if mine:
+            theirs = results.get(f"openvino-genai {precision} {attention}")
+            if theirs and paired(mine, theirs, "decode_tps"):
+                print(
+                    f"{precision}: muai / genai {attention}, paired by round: decode "
+                    f"{describe(paired(mine, theirs, 'decode_tps'))}, TTFT {describe(paired(mine, theirs, 'ttft_ms'))}"
+                )
+        if row := by_target.get(f"muai openvino {precision}"):
             print(
-                f"{precision}: muai vs PyTorch fp32: decode {mine['speedup']:.2f}x, load {mine['load_ratio']:.2f}x, "
-                f"peak RSS {mine['rss_ratio']:.2f}x"
+                f"{precision}: muai vs PyTorch fp32: decode {row['speedup']:.2f}x, load {row['load_ratio']:.2f}x, "
+                f"peak RSS {row['rss_ratio']:.2f}x"
             )
     title = f"{args.model}: muai vs openvino-genai, {args.new_tokens} new tokens"
     for path in report.write(rows, Path(args.out), title, {"model": args.model, **vars(args)}):

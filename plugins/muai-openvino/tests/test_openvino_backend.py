@@ -128,13 +128,20 @@ def test_config_is_read_back_from_the_compiled_model(write_config):
     assert (properties["INFERENCE_NUM_THREADS"], properties["PERFORMANCE_HINT"]) == ("1", "LATENCY")
 
 
-def test_mmap_off_reads_the_weights_into_memory_with_the_same_answers(write_config):
+@pytest.fixture
+def own_llama(store, tmp_path) -> str:
+    """A cache_dir holding this test's own copy of the tiny-llama export, mapped by no other test's model."""
+    shutil.copytree(store / "models" / "openvino" / "tiny-llama", tmp_path / "own" / "tiny-llama")
+    return str(tmp_path / "own")
+
+
+def test_mmap_off_reads_the_weights_into_memory_with_the_same_answers(write_config, own_llama):
     def mapped(handle) -> bool:
         return str((handle.directory / "openvino_model.bin").resolve()) in Path("/proc/self/maps").read_text()
 
     answers = {}
     for mmap in (True, False):
-        ov_manager = manager(write_config({"openvino": {"mmap": mmap}}), backend="openvino")
+        ov_manager = manager(write_config({"openvino": {"mmap": mmap, "cache_dir": own_llama}}), backend="openvino")
         answers[mmap] = ov_manager.generate_result("tiny-llama", "Hello", max_new_tokens=8, ignore_eos=True).token_ids
         assert mapped(ov_manager.get_model("tiny-llama").handle) is mmap
         ov_manager.unload_model("tiny-llama")
@@ -233,6 +240,34 @@ def test_nan_logits_without_fallback_raise_inference_error(write_config):
     handle.request = NaNRequest()
     with pytest.raises(InferenceError, match="non-finite logits"):
         ov_manager.generate("gpt2", "Hello", max_new_tokens=2)
+
+
+def test_unload_releases_the_weights_while_an_error_from_generation_is_kept(write_config, own_llama):
+    strict = write_config({"openvino": {"enable_fallback": False, "cache_dir": own_llama}})
+    ov_manager = manager(strict, backend="openvino")
+    handle = ov_manager.load_model("tiny-llama").handle
+    weights = str((handle.directory / "openvino_model.bin").resolve())
+
+    class NaNAtThirdStep:  # fault injection: the real request, its third logits poisoned
+        def __init__(self, real):
+            self.real, self.steps = real, 0
+
+        def __getattr__(self, name):
+            return getattr(self.real, name)
+
+        def infer(self, *args, **kwargs):
+            self.steps += 1
+            logits = np.array(self.real.infer(*args, **kwargs)["logits"])
+            return {"logits": np.full_like(logits, np.nan) if self.steps == 3 else logits}
+
+    handle.request = NaNAtThirdStep(handle.request)
+    with pytest.raises(InferenceError) as kept:
+        ov_manager.generate("tiny-llama", "Hello", max_new_tokens=6, ignore_eos=True)
+    assert "step 2" in str(kept.value) and weights in Path("/proc/self/maps").read_text()
+    ov_manager.unload_model("tiny-llama")
+    del handle
+    assert kept.value.__traceback__ is not None  # the frames of the failed generation are still alive
+    assert weights not in Path("/proc/self/maps").read_text()
 
 
 def test_openvino_missing_falls_back_to_pytorch(write_config, monkeypatch):

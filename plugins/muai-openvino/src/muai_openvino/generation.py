@@ -17,30 +17,11 @@ from muai_openvino.runtime import OpenVINOModel
 def generate(handle: OpenVINOModel, request: GenerationRequest) -> GenerationResult:
     codec = handle.codec
     prompt_ids = codec.encode(codec.prompt_text(request), add_special_tokens=not request.chat)
-    beam = np.zeros(1, dtype=np.int32)
-    position = 0
-
-    def step(ids: np.ndarray) -> np.ndarray:
-        nonlocal position
-        length = ids.shape[1]
-        outputs = handle.request.infer(
-            {
-                "input_ids": ids,
-                "attention_mask": np.ones((1, position + length), dtype=np.int64),
-                "position_ids": np.arange(position, position + length, dtype=np.int64)[None],
-                "beam_idx": beam,
-            },
-            share_inputs=True,
-            share_outputs=True,
-        )
-        position += length
-        return outputs["logits"][0, -1]
-
     with handle.lock:
         handle.request.reset_state()
         try:
             return decode_loop(
-                step,
+                StepInputs(handle, len(prompt_ids)),
                 prompt_ids,
                 request,
                 codec.decode,
@@ -49,6 +30,38 @@ def generate(handle: OpenVINOModel, request: GenerationRequest) -> GenerationRes
             )
         finally:
             handle.request.reset_state()
+
+
+class StepInputs:
+    """One decode step on a stateful request: sets the new tokens, the mask and the positions, returns the logits.
+
+    The mask and the positions are views of buffers that grow as the sequence does, so a step allocates
+    nothing and goes to OpenVINO without its Python input conversion.
+    """
+
+    def __init__(self, handle: OpenVINOModel, capacity: int) -> None:
+        from openvino import Tensor
+
+        self._tensor = Tensor
+        self._handle = handle  # not the request: unloading drops it even while a traceback holds this step
+        self._position = 0
+        self._grow(capacity)
+        handle.request.set_tensor("beam_idx", Tensor(np.zeros(1, dtype=np.int32)))
+
+    def _grow(self, capacity: int) -> None:
+        self._ones = np.ones((1, capacity), dtype=np.int64)
+        self._positions = np.arange(capacity, dtype=np.int64)[None]
+
+    def __call__(self, ids: np.ndarray) -> np.ndarray:
+        start, end = self._position, self._position + ids.shape[1]
+        if end > self._ones.shape[1]:
+            self._grow(2 * end)
+        mask, positions = self._ones[:, :end], self._positions[:, start:end]
+        for name, values in (("input_ids", ids), ("attention_mask", mask), ("position_ids", positions)):
+            self._handle.request.set_tensor(name, self._tensor(values, shared_memory=True))
+        outputs = self._handle.request.infer(share_outputs=True)
+        self._position = end
+        return outputs["logits"][0, -1]
 
 
 def forward(handle: OpenVINOModel, inputs: Mapping[str, Any]) -> dict[str, Any]:
