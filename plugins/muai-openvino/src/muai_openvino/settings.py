@@ -42,7 +42,7 @@ class OpenVINOSettings:
     inference_num_threads: int
     kv_cache_precision: str | None
     precision: str
-    mmap: bool = True  # map the weights file (less memory) or read it into memory (faster decode on CPU)
+    mmap: bool = True  # map the weights file (less memory at FP32) or read it into memory
 
 
 def parse_settings(device: str, section: Mapping[str, Any]) -> OpenVINOSettings:
