@@ -35,7 +35,7 @@ def generate(handle: OpenVINOModel, request: GenerationRequest) -> GenerationRes
 class StepInputs:
     """One decode step on a stateful request: sets the new tokens, the mask and the positions, returns the logits.
 
-    The mask and the positions are views of buffers that grow as the sequence does, so a step allocates
+    The mask and the positions are views of buffers that grow as the sequence does, so a step copies
     nothing and goes to OpenVINO without its Python input conversion.
     """
 
