@@ -202,22 +202,25 @@ def test_missing_export_names_the_file_and_the_command(write_config, tmp_path):
     assert "openvino_model.xml" in message and "muai export gpt2 --precision FP32" in message
 
 
+class NaNLogitsFrom:
+    """Fault injection: the real infer request, its logits poisoned with NaN from the ``step``-th inference on."""
+
+    def __init__(self, real, step: int = 1):
+        self.real, self.step, self.steps = real, step, 0
+
+    def __getattr__(self, name):
+        return getattr(self.real, name)
+
+    def infer(self, *args, **kwargs):
+        self.steps += 1
+        logits = np.array(self.real.infer(*args, **kwargs)["logits"])
+        return {"logits": np.full_like(logits, np.nan) if self.steps >= self.step else logits}
+
+
 def test_nan_logits_are_an_inference_failure_that_falls_back(write_config, monkeypatch):
     ov_manager = manager(write_config(), backend="openvino")
     handle = ov_manager.load_model("gpt2").handle
-
-    class NaNRequest:  # fault injection: the real request, with its logits poisoned
-        def __init__(self, real):
-            self.real = real
-
-        def __getattr__(self, name):
-            return getattr(self.real, name)
-
-        def infer(self, *args, **kwargs):
-            outputs = dict(self.real.infer(*args, **kwargs))
-            return {"logits": np.full_like(np.asarray(outputs[next(iter(outputs))]), np.nan)}
-
-    handle.request = NaNRequest(handle.request)
+    handle.request = NaNLogitsFrom(handle.request)
     text = ov_manager.generate("gpt2", "Hello", max_new_tokens=4)
     assert text.startswith("Hello")
     assert ov_manager.get_model("gpt2").backend_name == "pytorch"
@@ -228,16 +231,7 @@ def test_nan_logits_are_an_inference_failure_that_falls_back(write_config, monke
 def test_nan_logits_without_fallback_raise_inference_error(write_config):
     ov_manager = manager(write_config({"openvino": {"enable_fallback": False}}), backend="openvino")
     handle = ov_manager.load_model("gpt2").handle
-    real = handle.request
-
-    class NaNRequest:
-        def __getattr__(self, name):
-            return getattr(real, name)
-
-        def infer(self, *args, **kwargs):
-            return {"logits": np.full((1, 1, 8), np.nan, dtype=np.float32)}
-
-    handle.request = NaNRequest()
+    handle.request = NaNLogitsFrom(handle.request)
     with pytest.raises(InferenceError, match="non-finite logits"):
         ov_manager.generate("gpt2", "Hello", max_new_tokens=2)
 
@@ -248,19 +242,7 @@ def test_unload_releases_the_weights_while_an_error_from_generation_is_kept(writ
     handle = ov_manager.load_model("tiny-llama").handle
     weights = str((handle.directory / "openvino_model.bin").resolve())
 
-    class NaNAtThirdStep:  # fault injection: the real request, its third logits poisoned
-        def __init__(self, real):
-            self.real, self.steps = real, 0
-
-        def __getattr__(self, name):
-            return getattr(self.real, name)
-
-        def infer(self, *args, **kwargs):
-            self.steps += 1
-            logits = np.array(self.real.infer(*args, **kwargs)["logits"])
-            return {"logits": np.full_like(logits, np.nan) if self.steps == 3 else logits}
-
-    handle.request = NaNAtThirdStep(handle.request)
+    handle.request = NaNLogitsFrom(handle.request, step=3)
     with pytest.raises(InferenceError) as kept:
         ov_manager.generate("tiny-llama", "Hello", max_new_tokens=6, ignore_eos=True)
     assert "step 2" in str(kept.value) and weights in Path("/proc/self/maps").read_text()
