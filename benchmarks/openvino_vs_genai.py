@@ -20,7 +20,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from importlib.util import find_spec
 from pathlib import Path
 
@@ -70,15 +70,17 @@ print(json.dumps({
 """
 
 
-def muai_targets(common: dict) -> Iterator[tuple[str, Callable[[], dict]]]:
-    for backend, precision in (("pytorch", ""), ("openvino", "FP32"), ("openvino", "INT8")):
-        spec = {**common, "backend": backend, "precision": precision}
-        yield f"muai {backend} {precision}".strip(), lambda spec=spec: run_worker(spec)
+def targets_in_turn(common: dict, cache: Path, scratch: Path | None) -> list[tuple[str, Callable[[], dict]]]:
+    """PyTorch, then per precision muai's OpenVINO row with the genai rows it is compared with right after it.
 
-
-def genai_targets(common: dict, cache: Path, scratch: Path) -> list[tuple[str, Callable[[], dict]]]:
-    targets = []
+    ``scratch`` None: genai is not installed, its rows are left out.
+    """
+    targets = [("muai pytorch", lambda: run_worker({**common, "backend": "pytorch", "precision": ""}))]
     for precision, kv in (("FP32", "f32"), ("INT8", None)):
+        mine = {**common, "backend": "openvino", "precision": precision}
+        targets.append((f"muai openvino {precision}", lambda spec=mine: run_worker(spec)))
+        if scratch is None:
+            continue
         export = cache / (common["model"] if precision == "FP32" else f"{common['model']}-{precision.lower()}")
         folder = str(genai_dir(export, scratch / precision))
         for attention in ATTENTION_BACKENDS:
@@ -159,10 +161,7 @@ def main() -> int:
     if not have_genai:
         print("openvino-genai or openvino-tokenizers is not installed: genai rows skipped", file=sys.stderr)
     with tempfile.TemporaryDirectory() as scratch:
-        targets = list(muai_targets(common))
-        if have_genai:  # each genai row right after the muai row it is compared with
-            theirs = genai_targets(common, cache, Path(scratch))
-            targets = [targets[0], targets[1], *theirs[:2], targets[2], *theirs[2:]]
+        targets = targets_in_turn(common, cache, Path(scratch) if have_genai else None)
         results: dict[str, list[dict]] = {label: [] for label, _ in targets}
         for round_ in range(args.rounds):
             # Targets take turns, in a rotated order each round: this machine drifts by +-15% over minutes.
@@ -179,10 +178,11 @@ def main() -> int:
         mine = results[f"muai openvino {precision}"]
         for attention in ATTENTION_BACKENDS:
             theirs = results.get(f"openvino-genai {precision} {attention}")
-            if theirs and paired(mine, theirs, "decode_tps"):
+            if theirs and (decode := paired(mine, theirs, "decode_tps")):
+                ttft = paired(mine, theirs, "ttft_ms")
                 print(
-                    f"{precision}: muai / genai {attention}, paired by round: decode "
-                    f"{describe(paired(mine, theirs, 'decode_tps'))}, TTFT {describe(paired(mine, theirs, 'ttft_ms'))}"
+                    f"{precision}: muai / genai {attention}, paired by round: "
+                    f"decode {describe(decode)}, TTFT {describe(ttft)}"
                 )
         if row := by_target.get(f"muai openvino {precision}"):
             print(
