@@ -84,3 +84,14 @@ def check_model_dir(path: Path, name: str, *, allow_pickle: bool = False) -> boo
         hint="convert the checkpoint once with transformers' save_pretrained(..., safe_serialization=True)"
         + (", or opt in with backend.pytorch.allow_pickle: true if you trust its source" if pickled else ""),
     )
+
+
+def eos_token_ids(value: object, name: str) -> tuple[int, ...]:
+    """A model's ``eos_token_id`` (None, an id or a list of ids) as a tuple of ids; anything else is refused."""
+    ids = [] if value is None else value if isinstance(value, (list, tuple)) else [value]
+    if not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in ids):
+        raise ModelLoadError(
+            f"the eos_token_id of '{name}' must be a token id or a list of them, got {value!r}",
+            hint="fix eos_token_id in generation_config.json or config.json, or re-download the model",
+        )
+    return tuple(ids)

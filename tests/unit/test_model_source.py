@@ -8,7 +8,7 @@ import pytest
 
 from muai_core.config import parse_config
 from muai_core.errors import ModelLoadError
-from muai_core.model_source import resolve_model
+from muai_core.model_source import eos_token_ids, resolve_model
 
 
 def make_dir(path: str) -> str:
@@ -52,3 +52,15 @@ def test_symlink_out_of_models_dir_is_refused(tmp_path):
     os.symlink(outside, "models/escape")
     with pytest.raises(ModelLoadError, match="links outside the models directory"):
         resolve_model("escape", parse_config({}))
+
+
+@pytest.mark.parametrize(("value", "ids"), [(None, ()), (2, (2,)), ([2, 7], (2, 7)), ((0,), (0,))])
+def test_eos_token_ids_accepts_an_id_or_a_list_of_them(value, ids):
+    assert eos_token_ids(value, "m") == ids
+
+
+@pytest.mark.parametrize("value", ["x", "2", 2.0, True, -1, [2, "x"], {"id": 2}])
+def test_eos_token_ids_refuses_anything_else_at_load(value):
+    with pytest.raises(ModelLoadError, match=r"eos_token_id of 'm' must be a token id or a list of them") as info:
+        eos_token_ids(value, "m")
+    assert "generation_config.json" in info.value.hint

@@ -63,6 +63,16 @@ def test_sampling_is_reproducible_with_a_seed(tiny_models):
     assert runs[0].token_ids != runs[2].token_ids
 
 
+def test_whole_number_sampling_arguments_are_accepted(tiny_models):
+    """An int temperature or top_p is a valid request; transformers itself refuses an int temperature."""
+    manager = ModelManager()
+    as_int = manager.generate_result(tiny_models["llama"], "The", max_new_tokens=8, temperature=2, top_p=1, seed=3)
+    as_float = manager.generate_result(
+        tiny_models["llama"], "The", max_new_tokens=8, temperature=2.0, top_p=1.0, seed=3
+    )
+    assert as_int.token_ids == as_float.token_ids and as_int.new_tokens == 8
+
+
 def test_streaming_pieces_make_up_the_completion_and_stop_early(tiny_models):
     pieces: list[str] = []
     manager = ModelManager()

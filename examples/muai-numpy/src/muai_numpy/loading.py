@@ -11,7 +11,7 @@ from typing import Any
 from muai_core.config import reject_unknown_keys
 from muai_core.contracts import LoadRequest
 from muai_core.errors import ModelLoadError
-from muai_core.model_source import check_model_dir
+from muai_core.model_source import check_model_dir, eos_token_ids
 from muai_core.text_codec import TextCodec
 from muai_numpy.architectures import ARCHITECTURES, HINT, Network
 from muai_numpy.safetensors_file import read_tensors
@@ -56,22 +56,16 @@ def load(request: LoadRequest) -> NumpyModel:
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelLoadError(f"config.json of '{request.model_name}' is incomplete or wrong: {exc!r}") from exc
     codec = TextCodec(path, hint="the model directory needs tokenizer.json and tokenizer_config.json")
-    return NumpyModel(network, codec, _eos_ids(path, config), architecture, str(path))
+    return NumpyModel(network, codec, _eos_ids(path, config, request.model_name), architecture, str(path))
 
 
 def parameters(model: NumpyModel) -> int:
     return sum(t.size for t in model.network.tensors.values()) if model.network is not None else 0
 
 
-def _eos_ids(path: Path, config: dict[str, Any]) -> frozenset[int]:
+def _eos_ids(path: Path, config: dict[str, Any], name: str) -> frozenset[int]:
     generation = _json(path / "generation_config.json") if (path / "generation_config.json").is_file() else {}
-    eos = generation.get("eos_token_id", config.get("eos_token_id"))
-    ids = [] if eos is None else eos if isinstance(eos, list) else [eos]
-    if not all(isinstance(e, int) and not isinstance(e, bool) and e >= 0 for e in ids):
-        raise ModelLoadError(
-            f"eos_token_id must be token ids, got {eos!r}", hint="fix it in generation_config.json or config.json"
-        )
-    return frozenset(ids)
+    return frozenset(eos_token_ids(generation.get("eos_token_id", config.get("eos_token_id")), name))
 
 
 def _json(path: Path) -> dict[str, Any]:

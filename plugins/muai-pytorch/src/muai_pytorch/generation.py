@@ -29,7 +29,7 @@ def generate(handle: PyTorchModel, request: GenerationRequest) -> GenerationResu
     if prompt_tokens == 0:
         raise InvalidInputError("the prompt encodes to no tokens", hint="pass some text the tokenizer can encode")
     budget = request.new_token_budget(prompt_tokens, handle.context_length)
-    eos = _eos_ids(model, tokenizer)
+    eos = list(handle.eos_ids)
     config = GenerationConfig(
         max_new_tokens=budget,
         min_new_tokens=budget if request.ignore_eos else None,
@@ -84,16 +84,8 @@ def forward(handle: PyTorchModel, inputs: Mapping[str, Any]) -> dict[str, Any]:
 def _sampling(request: GenerationRequest) -> dict[str, Any]:
     if not request.do_sample:
         return {}
-    return {"temperature": request.temperature, "top_k": request.top_k or None, "top_p": request.top_p}
-
-
-def _eos_ids(model: Any, tokenizer: Any) -> list[int]:
-    eos = model.generation_config.eos_token_id
-    if eos is None:
-        eos = model.config.eos_token_id if model.config.eos_token_id is not None else tokenizer.eos_token_id
-    if eos is None:
-        return []
-    return [int(e) for e in (eos if isinstance(eos, (list, tuple)) else [eos])]
+    # transformers refuses an int temperature ("has to be a strictly positive float"); ours accepts any real
+    return {"temperature": float(request.temperature), "top_k": request.top_k or None, "top_p": float(request.top_p)}
 
 
 class _TokenClock:

@@ -14,7 +14,7 @@ from urllib.parse import urlparse
 
 from muai_core.contracts import LoadRequest
 from muai_core.errors import ModelLoadError, first_line
-from muai_core.model_source import check_model_dir
+from muai_core.model_source import check_model_dir, eos_token_ids
 from muai_pytorch.settings import parse_settings
 
 MODEL_TYPES = ("transformers",)
@@ -31,6 +31,7 @@ class PyTorchModel:
     dtype: str
     source: str
     context_length: int | None
+    eos_ids: tuple[int, ...] = ()
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -66,7 +67,11 @@ def load(request: LoadRequest) -> PyTorchModel:
     model.to(settings.device).eval()
     config = model.config
     context = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
-    return PyTorchModel(model, tokenizer, settings.device, settings.dtype, request.source, context)
+    eos = model.generation_config.eos_token_id  # generation_config.json's, else config.json's, else the tokenizer's
+    if eos is None:
+        eos = config.eos_token_id if config.eos_token_id is not None else tokenizer.eos_token_id
+    eos = eos_token_ids(eos, request.model_name)
+    return PyTorchModel(model, tokenizer, settings.device, settings.dtype, request.source, context, eos)
 
 
 def memory_bytes(handle: PyTorchModel) -> int:
