@@ -157,6 +157,54 @@ def test_fp32_means_fp32_kv_cache(write_config):
     assert (properties["KV_CACHE_PRECISION"], properties["INFERENCE_PRECISION_HINT"]) == ("f32", "f32")
 
 
+LONG_PROMPT = "Hello world, this is a longer prompt to cross a block boundary "
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_paged_and_stateful_attention_give_pytorchs_tokens_across_kv_blocks(write_config, name):
+    pt_result = manager(write_config(), backend="pytorch").generate_result(
+        name, LONG_PROMPT, max_new_tokens=70, ignore_eos=True
+    )
+    for attention in ("paged", "stateful"):
+        ov_manager = manager(write_config({"openvino": {"attention": attention}}), backend="openvino")
+        result = ov_manager.generate_result(name, LONG_PROMPT, max_new_tokens=70, ignore_eos=True)
+        assert ov_manager.get_model_info(name)["model_info"]["attention"] == attention
+        assert result.token_ids == pt_result.token_ids
+        if attention == "paged":
+            cache = ov_manager.get_model(name).handle.paged_cache
+    # the blocks grew (and were copied) while the answer was generated
+    assert cache.blocks_for(result.prompt_tokens) < cache.blocks_for(result.prompt_tokens + 70) <= cache.blocks
+    with pytest.raises(ConfigurationError, match="attention must be one of paged, stateful"):
+        manager(write_config({"openvino": {"attention": "flash"}}), backend="openvino").load_model(name)
+
+
+def test_a_sequence_does_not_see_what_an_earlier_one_left_in_the_blocks(write_config):
+    config = write_config()
+    fresh = manager(config, backend="openvino").generate_result("tiny-llama", "Hello", max_new_tokens=12)
+    reused = manager(config, backend="openvino")
+    reused.generate_result("tiny-llama", LONG_PROMPT, max_new_tokens=70, ignore_eos=True)
+    assert reused.generate_result("tiny-llama", "Hello", max_new_tokens=12).token_ids == fresh.token_ids
+
+
+def test_a_failed_paged_attention_conversion_runs_the_stateful_graph(write_config, monkeypatch, caplog):
+    from muai_openvino import runtime
+
+    convert = runtime.to_paged_attention
+
+    def convert_then_fail(ov_model):
+        convert(ov_model)  # the graph is changed before the failure
+        raise RuntimeError("SDPAToPagedAttention: unexpected pattern")
+
+    monkeypatch.setattr(runtime, "to_paged_attention", convert_then_fail)
+    ov_manager = manager(write_config(), backend="openvino")
+    with caplog.at_level(logging.WARNING):
+        result = ov_manager.generate_result("gpt2", "Hello world", max_new_tokens=12)
+    assert "PagedAttention unavailable (SDPAToPagedAttention: unexpected pattern)" in caplog.text
+    assert ov_manager.get_model_info("gpt2")["model_info"]["attention"] == "stateful"
+    expected = manager(write_config(), backend="pytorch").generate_result("gpt2", "Hello world", max_new_tokens=12)
+    assert result.token_ids == expected.token_ids
+
+
 def test_compiled_blobs_are_cached(write_config, tmp_path):
     config = write_config({"openvino": {"compile_cache_dir": str(tmp_path / "blobs")}})
     manager(config, backend="openvino").load_model("gpt2")

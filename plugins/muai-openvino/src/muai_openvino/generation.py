@@ -1,4 +1,4 @@
-"""The decode loop over a stateful OpenVINO infer request: the KV cache stays inside OpenVINO."""
+"""Generation and ``forward`` on a compiled model; decode steps on the stateful graph (KV cache inside OpenVINO)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ from typing import Any
 import numpy as np
 
 from muai_core.contracts import GenerationRequest, GenerationResult
-from muai_core.decoding import decode_loop
+from muai_core.decoding import Step, decode_loop
 from muai_core.errors import InferenceError
 from muai_core.inputs import token_arrays
+from muai_openvino.paged import PagedStep
 from muai_openvino.runtime import OpenVINOModel
 
 
@@ -18,18 +19,19 @@ def generate(handle: OpenVINOModel, request: GenerationRequest) -> GenerationRes
     codec = handle.codec
     prompt_ids = codec.encode(codec.prompt_text(request), add_special_tokens=not request.chat)
     with handle.lock:
+        if handle.paged_cache is not None:  # each sequence starts at position 0: nothing to reset
+            return _decode(PagedStep(handle), prompt_ids, handle, request)
         handle.request.reset_state()
         try:
-            return decode_loop(
-                StepInputs(handle, len(prompt_ids)),
-                prompt_ids,
-                request,
-                codec.decode,
-                eos_ids=handle.eos_ids,
-                context_length=handle.context_length,
-            )
+            return _decode(StepInputs(handle, len(prompt_ids)), prompt_ids, handle, request)
         finally:
             handle.request.reset_state()
+
+
+def _decode(step: Step, prompt_ids: list[int], handle: OpenVINOModel, request: GenerationRequest) -> GenerationResult:
+    return decode_loop(
+        step, prompt_ids, request, handle.codec.decode, eos_ids=handle.eos_ids, context_length=handle.context_length
+    )
 
 
 class StepInputs:

@@ -49,6 +49,7 @@ class OpenVINOBackend:
             "requested_device": model.requested_device,
             "precision": model.manifest.get("precision"),
             "stateful": bool(model.manifest.get("stateful")),
+            "attention": "stateful" if model.paged_cache is None else "paged",
             "ir_path": str(model.directory),
             "context_length": model.context_length,
             "vocab_size": model.vocab_size,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,10 +11,14 @@ from typing import Any
 
 from muai_core.contracts import LoadRequest
 from muai_core.errors import ModelLoadError, first_line
+from muai_core.model_source import eos_token_ids
 from muai_core.text_codec import TextCodec
 from muai_openvino.files import BIN, XML, check_ir_dir, export_command, ir_dir
-from muai_openvino.graph import logits_for_last_position, page_out_mapped_file
+from muai_openvino.graph import logits_for_last_position, page_out_mapped_file, to_paged_attention
+from muai_openvino.paged import PagedCache
 from muai_openvino.settings import OpenVINOSettings, available_device, parse_settings
+
+log = logging.getLogger(__name__)
 
 MODEL_TYPES = ("transformers",)
 INPUTS = ("input_ids", "attention_mask", "position_ids", "beam_idx")
@@ -37,7 +42,10 @@ def shared_core() -> Any:
 
 @dataclass
 class OpenVINOModel:
-    """The handle muai-openvino hands to the core: a compiled stateful model and its tokenizer."""
+    """The handle muai-openvino hands to the core: a compiled model, its tokenizer, and its KV cache blocks.
+
+    ``paged_cache`` is None when generation runs the stateful graph (the KV cache inside OpenVINO).
+    """
 
     compiled: Any
     request: Any
@@ -52,6 +60,7 @@ class OpenVINOModel:
     device: str = "CPU"
     compile_properties: dict[str, str] = field(default_factory=dict)
     full_logits_request: Any = None
+    paged_cache: PagedCache | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def all_positions_request(self) -> Any:
@@ -75,9 +84,21 @@ def load(request: LoadRequest) -> OpenVINOModel:
     core = shared_core()
     device = available_device(settings.device, core.available_devices)
     properties = _properties(settings, manifest, device)
+    hint = f"export it again: {export_command(request.model_name, settings.precision)}"
     try:
         ov_model = core.read_model(directory / XML, config={"ENABLE_MMAP": settings.mmap})
-        logits_for_last_position(ov_model)
+        names = {name for port in ov_model.inputs for name in port.get_names()}
+        if not set(INPUTS) <= names:
+            raise ModelLoadError(
+                f"{directory / XML} lacks the inputs of a stateful muai export "
+                f"({', '.join(sorted(set(INPUTS) - names))})",
+                hint=hint,
+            )
+        paged = settings.attention == "paged" and device == "CPU"
+        if paged and not _paged(ov_model, directory):  # a failed transformation may have changed the graph
+            paged, ov_model = False, core.read_model(directory / XML, config={"ENABLE_MMAP": settings.mmap})
+        if not paged:
+            logits_for_last_position(ov_model)
         compiled = core.compile_model(ov_model, device, properties)
         del ov_model
         if settings.mmap:
@@ -85,29 +106,36 @@ def load(request: LoadRequest) -> OpenVINOModel:
     except (RuntimeError, ValueError) as exc:
         raise ModelLoadError(
             f"OpenVINO could not compile {directory / XML} for {device}: {first_line(exc)}",
-            hint=f"the IR may be damaged; export it again: {export_command(request.model_name, settings.precision)}",
+            hint=f"the IR may be damaged; {hint}",
         ) from exc
-    names = {name for port in compiled.inputs for name in port.get_names()}
-    if not set(INPUTS) <= names:
-        raise ModelLoadError(
-            f"{directory / XML} lacks the inputs of a stateful muai export ({', '.join(sorted(set(INPUTS) - names))})",
-            hint=f"export it again: {export_command(request.model_name, settings.precision)}",
-        )
     return OpenVINOModel(
         compiled=compiled,
         request=compiled.create_infer_request(),
-        codec=TextCodec(directory, hint=f"export it again: {export_command(request.model_name, settings.precision)}"),
+        codec=TextCodec(directory, hint=hint),
         directory=directory,
         manifest=manifest,
         requested_device=settings.device,
         context_length=config.get("max_position_embeddings") or config.get("n_positions"),
         vocab_size=int(config.get("vocab_size", 0))
         or int(compiled.output("logits").get_partial_shape()[2].get_length()),
-        eos_ids=frozenset(_eos_ids(directory, config)),
+        eos_ids=frozenset(eos_token_ids(_eos_setting(directory, config), request.model_name)),
         properties=_read_back(compiled),
         device=device,
         compile_properties=properties,
+        paged_cache=PagedCache(compiled) if paged else None,
     )
+
+
+def _paged(ov_model: Any, directory: Path) -> bool:
+    """Turn ``ov_model`` into its PagedAttention form; False (and a warning) where that fails."""
+    try:
+        to_paged_attention(ov_model)
+    except (ImportError, RuntimeError, ValueError) as exc:
+        log.warning(
+            "%s: PagedAttention unavailable (%s); generation runs the stateful graph", directory, first_line(exc)
+        )
+        return False
+    return True
 
 
 def unload(handle: OpenVINOModel) -> None:
@@ -115,6 +143,7 @@ def unload(handle: OpenVINOModel) -> None:
         handle.request = None
         handle.compiled = None
         handle.full_logits_request = None
+        handle.paged_cache = None
 
 
 def weights_bytes(handle: OpenVINOModel) -> int:
@@ -154,11 +183,8 @@ def _read_back(compiled: Any) -> dict[str, str]:
     return values
 
 
-def _eos_ids(directory: Path, config: dict[str, Any]) -> list[int]:
-    eos = _json(directory / "generation_config.json").get("eos_token_id", config.get("eos_token_id"))
-    if eos is None:
-        return []
-    return [int(e) for e in (eos if isinstance(eos, list) else [eos])]
+def _eos_setting(directory: Path, config: dict[str, Any]) -> Any:
+    return _json(directory / "generation_config.json").get("eos_token_id", config.get("eos_token_id"))
 
 
 def _json(path: Path) -> dict[str, Any]:

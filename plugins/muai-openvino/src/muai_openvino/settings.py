@@ -24,10 +24,12 @@ KEYS = (
     "kv_cache_precision",
     "precision",
     "mmap",
+    "attention",
 )
 PRECISIONS = ("FP32", "FP16", "INT8")
 HINTS = ("LATENCY", "THROUGHPUT", "CUMULATIVE_THROUGHPUT")
 KV_PRECISIONS = ("f32", "f16", "u8")
+ATTENTIONS = ("paged", "stateful")
 DEVICE_PATTERN = re.compile(r"^(CPU|NPU|GPU(\.\d+)?|AUTO(:[A-Z0-9.,]+)?)$")
 DEFAULT_CACHE_DIR = "models/openvino"
 
@@ -43,6 +45,7 @@ class OpenVINOSettings:
     kv_cache_precision: str | None
     precision: str
     mmap: bool = True  # map the weights file (less memory at FP32) or read it into memory
+    attention: str = "paged"  # on CPU: the KV cache in blocks muai passes in (PagedAttention) or in the graph's state
 
 
 def parse_settings(device: str, section: Mapping[str, Any]) -> OpenVINOSettings:
@@ -68,6 +71,11 @@ def parse_settings(device: str, section: Mapping[str, Any]) -> OpenVINOSettings:
     mmap = section.get("mmap", True)
     if not isinstance(mmap, bool):
         raise ConfigurationError(f"backend.openvino.mmap must be true or false, got {mmap!r}")
+    attention = section.get("attention", "paged")
+    if attention not in ATTENTIONS:
+        raise ConfigurationError(
+            f"backend.openvino.attention must be one of {', '.join(ATTENTIONS)}, got {attention!r}"
+        )
     for key in ("cache_dir", "compile_cache_dir"):
         if key in section and (not isinstance(section[key], str) or not section[key]):
             raise ConfigurationError(f"backend.openvino.{key} must be a directory path, got {section[key]!r}")
@@ -81,6 +89,7 @@ def parse_settings(device: str, section: Mapping[str, Any]) -> OpenVINOSettings:
         kv_cache_precision=kv,
         precision=precision,
         mmap=mmap,
+        attention=attention,
     )
 
 
