@@ -172,7 +172,7 @@ def test_paged_and_stateful_attention_give_pytorchs_tokens_across_kv_blocks(writ
         assert result.token_ids == pt_result.token_ids
         if attention == "paged":
             cache = ov_manager.get_model(name).handle.paged_cache
-    # the blocks grew (and were copied) while the answer was generated
+    # the answer ran on blocks beyond the prompt's, all reserved before the first step
     assert cache.blocks_for(result.prompt_tokens) < cache.blocks_for(result.prompt_tokens + 70) <= cache.blocks
     with pytest.raises(ConfigurationError, match="attention must be one of paged, stateful"):
         manager(write_config({"openvino": {"attention": "flash"}}), backend="openvino").load_model(name)
@@ -184,6 +184,19 @@ def test_a_sequence_does_not_see_what_an_earlier_one_left_in_the_blocks(write_co
     reused = manager(config, backend="openvino")
     reused.generate_result("tiny-llama", LONG_PROMPT, max_new_tokens=70, ignore_eos=True)
     assert reused.generate_result("tiny-llama", "Hello", max_new_tokens=12).token_ids == fresh.token_ids
+
+
+def test_a_kv_cache_that_cannot_be_allocated_is_an_inference_error(write_config, monkeypatch):
+    from muai_openvino.paged import PagedCache
+
+    def out_of_memory(self, request, tokens):
+        raise RuntimeError("Exception from src/core/src/runtime/allocator.cpp: cannot allocate memory")
+
+    monkeypatch.setattr(PagedCache, "reserve", out_of_memory)
+    strict = manager(write_config({"openvino": {"enable_fallback": False}}), backend="openvino")
+    with pytest.raises(InferenceError, match="cannot allocate the KV cache for a sequence of") as info:
+        strict.generate("gpt2", "Hello", max_new_tokens=4)
+    assert "ask for fewer new tokens" in str(info.value) and isinstance(info.value.__cause__, RuntimeError)
 
 
 def test_a_failed_paged_attention_conversion_runs_the_stateful_graph(write_config, monkeypatch, caplog):

@@ -20,7 +20,8 @@ def generate(handle: OpenVINOModel, request: GenerationRequest) -> GenerationRes
     prompt_ids = codec.encode(codec.prompt_text(request), add_special_tokens=not request.chat)
     with handle.lock:
         if handle.paged_cache is not None:  # each sequence starts at position 0: nothing to reset
-            return _decode(PagedStep(handle), prompt_ids, handle, request)
+            longest = len(prompt_ids) + request.new_token_budget(len(prompt_ids), handle.context_length)
+            return _decode(PagedStep(handle, longest), prompt_ids, handle, request)
         handle.request.reset_state()
         try:
             return _decode(StepInputs(handle, len(prompt_ids)), prompt_ids, handle, request)

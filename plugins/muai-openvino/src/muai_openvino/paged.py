@@ -6,14 +6,15 @@ from typing import Any
 
 import numpy as np
 
+from muai_core.errors import InferenceError, first_line
 from muai_openvino.graph import CACHE_INPUTS, PAGED_INPUTS
 
 
 class PagedCache:
     """The key/value block tensors of every layer of one compiled PagedAttention model.
 
-    One sequence uses blocks 0..n-1 in order; when it needs more, every tensor is replaced by one with
-    twice the blocks and the filled blocks are copied over.
+    A sequence uses blocks 0..n-1 in order, reserved before its first step; a sequence that needs more than
+    the tensors hold gets new ones (at least twice the blocks), so later ones of that length reuse them.
     """
 
     def __init__(self, compiled: Any) -> None:
@@ -28,7 +29,7 @@ class PagedCache:
         return -(-tokens // self.block_size)
 
     def reserve(self, request: Any, tokens: int) -> None:
-        """Make room for ``tokens`` positions, keeping what the blocks hold; sets grown tensors on ``request``."""
+        """Make room for a sequence of ``tokens`` positions; sets new tensors on ``request`` (contents not kept)."""
         needed = self.blocks_for(tokens)
         if needed <= self.blocks:
             return
@@ -37,27 +38,32 @@ class PagedCache:
         blocks = max(needed, 2 * self.blocks)
         for port in self._ports:
             name, shape = port.get_any_name(), port.get_partial_shape()
-            tensor = Tensor(port.get_element_type(), [blocks, *(shape[i].get_length() for i in range(1, 4))])
-            if name in self._tensors:
-                tensor.data[: self.blocks] = self._tensors[name].data
-            self._tensors[name] = tensor
-            request.set_tensor(name, tensor)
+            self._tensors[name] = Tensor(
+                port.get_element_type(), [blocks, *(shape[i].get_length() for i in range(1, 4))]
+            )
+            request.set_tensor(name, self._tensors[name])
         self.blocks = blocks
 
 
 class PagedStep:
     """One decode step of one sequence on a PagedAttention request: returns the logits of its last token."""
 
-    def __init__(self, handle: Any) -> None:
+    def __init__(self, handle: Any, tokens: int) -> None:
+        """``tokens``: the longest the sequence can get (prompt and budget); its blocks are reserved now."""
         self._handle = handle  # not the request: unloading drops it even while a traceback holds this step
         self._position = 0
+        try:
+            handle.paged_cache.reserve(handle.request, tokens)
+        except (MemoryError, RuntimeError) as exc:
+            raise InferenceError(
+                f"cannot allocate the KV cache for a sequence of {tokens} tokens: {first_line(exc)}",
+                hint="ask for fewer new tokens",
+            ) from exc
 
     def __call__(self, ids: np.ndarray) -> np.ndarray:
         tokens = ids[0]
         start, end = self._position, self._position + len(tokens)
-        cache, request = self._handle.paged_cache, self._handle.request
-        cache.reserve(request, end)
-        blocks = cache.blocks_for(end)
+        blocks = self._handle.paged_cache.blocks_for(end)
         values = (
             tokens,
             np.arange(start, end, dtype=np.int64),
@@ -67,6 +73,8 @@ class PagedStep:
             np.arange(blocks, dtype=np.int32),
             np.array(end, dtype=np.int32),
         )
-        outputs = request.infer(dict(zip(PAGED_INPUTS, values, strict=True)), share_inputs=True, share_outputs=True)
+        outputs = self._handle.request.infer(
+            dict(zip(PAGED_INPUTS, values, strict=True)), share_inputs=True, share_outputs=True
+        )
         self._position = end
         return outputs["logits"][-1, -1]
