@@ -297,8 +297,9 @@ def test_nan_logits_without_fallback_raise_inference_error(write_config):
         ov_manager.generate("gpt2", "Hello", max_new_tokens=2)
 
 
-def test_unload_releases_the_weights_while_an_error_from_generation_is_kept(write_config, own_llama):
-    strict = write_config({"openvino": {"enable_fallback": False, "cache_dir": own_llama}})
+@pytest.mark.parametrize("attention", ["paged", "stateful"])
+def test_unload_releases_the_weights_while_an_error_from_generation_is_kept(write_config, own_llama, attention):
+    strict = write_config({"openvino": {"enable_fallback": False, "cache_dir": own_llama, "attention": attention}})
     ov_manager = manager(strict, backend="openvino")
     handle = ov_manager.load_model("tiny-llama").handle
     weights = str((handle.directory / "openvino_model.bin").resolve())
