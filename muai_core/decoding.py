@@ -45,10 +45,7 @@ def decode_loop(
         logits = step(ids)
         if not np.isfinite(logits).all():
             raise InferenceError(f"the model produced non-finite logits at step {index}")
-        if banned:
-            logits = logits.copy()
-            logits[banned] = -np.inf
-        token = next_token(logits, request, rng)
+        token = next_token(logits, request, rng, banned)
         stamps.append(time.perf_counter())
         new_ids.append(token)
         if token in eos_ids and not banned:

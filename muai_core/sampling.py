@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -9,11 +10,17 @@ import numpy as np
 from muai_core.contracts import GenerationRequest
 
 
-def next_token(logits: Any, request: GenerationRequest, rng: np.random.Generator) -> int:
-    """Same order as transformers: temperature, then top-k, then top-p, then a draw."""
+def next_token(logits: Any, request: GenerationRequest, rng: np.random.Generator, banned: Sequence[int] = ()) -> int:
+    """Same order as transformers: temperature, then top-k, then top-p, then a draw; ``banned`` ids never come out."""
     if not request.do_sample:
-        return int(np.argmax(logits))
+        token = int(np.argmax(logits))
+        if token not in banned:
+            return token  # the common case copies nothing
+        scores = np.array(logits)
+        scores[list(banned)] = -np.inf
+        return int(np.argmax(scores))
     scores = logits.astype(np.float64) / request.temperature
+    scores[list(banned)] = -np.inf
     if request.top_k and request.top_k < scores.size:
         kth = np.partition(scores, -request.top_k)[-request.top_k]
         scores[scores < kth] = -np.inf
