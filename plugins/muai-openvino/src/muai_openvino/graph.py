@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 #: madvise(2) advice that reclaims pages without changing what a later read sees (Linux >= 5.4).
 MADV_PAGEOUT = 21
 PASS_THROUGH = ("Convert", "Reshape")
-#: What a PagedAttention graph takes besides its cache tensors, in the order ``paged.PagedStep`` feeds them.
+#: What a PagedAttention graph takes besides its cache tensors (``paged.PagedStep`` sets each of them).
 PAGED_INPUTS = ("input_ids", "position_ids", "past_lens", "subsequence_begins", "block_indices_begins",
                 "block_indices", "max_context_len")  # fmt: skip
 CACHE_INPUTS = ("key_cache.", "value_cache.")
@@ -56,9 +56,12 @@ def to_paged_attention(ov_model: Any) -> None:
     paged_attention_transformation(ov_model)
     names = {name for port in ov_model.inputs for name in port.get_names()}
     caches = {name for name in names if name.startswith(CACHE_INPUTS)}
-    unknown = names - caches - set(PAGED_INPUTS)
-    if not caches or unknown:
-        raise ValueError(f"the PagedAttention graph has no KV cache inputs or unknown inputs {sorted(unknown)}")
+    unknown, missing = names - caches - set(PAGED_INPUTS), set(PAGED_INPUTS) - names
+    if not caches or unknown or missing:
+        raise ValueError(
+            f"the PagedAttention graph is not the one muai drives: KV cache inputs {len(caches)}, "
+            f"unknown inputs {sorted(unknown)}, missing inputs {sorted(missing)}"
+        )
     logits_for_last_position(ov_model, token_axis=0)
 
 

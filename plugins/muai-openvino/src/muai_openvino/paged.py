@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from muai_core.errors import InferenceError, first_line
-from muai_openvino.graph import CACHE_INPUTS, PAGED_INPUTS
+from muai_openvino.graph import CACHE_INPUTS
 
 
 class PagedCache:
@@ -46,10 +46,18 @@ class PagedCache:
 
 
 class PagedStep:
-    """One decode step of one sequence on a PagedAttention request: returns the logits of its last token."""
+    """One decode step of one sequence on a PagedAttention request: returns the logits of its last token.
+
+    The scalar inputs are arrays shared with the request and rewritten in place, the positions and the block
+    table views of arrays sized for the whole sequence: a step sets three small tensors, copies nothing, and
+    skips OpenVINO's Python input conversion (~0.2 ms a token).
+    """
 
     def __init__(self, handle: Any, tokens: int) -> None:
         """``tokens``: the longest the sequence can get (prompt and budget); its blocks are reserved now."""
+        from openvino import Tensor
+
+        self._tensor = Tensor
         self._handle = handle  # not the request: unloading drops it even while a traceback holds this step
         self._position = 0
         try:
@@ -59,22 +67,36 @@ class PagedStep:
                 f"cannot allocate the KV cache for a sequence of {tokens} tokens: {first_line(exc)}",
                 hint="ask for fewer new tokens",
             ) from exc
+        self._positions = np.arange(tokens, dtype=np.int64)
+        self._block_table = np.arange(handle.paged_cache.blocks_for(tokens), dtype=np.int32)
+        # One sequence: past_lens [start], subsequence_begins [0, new tokens], block_indices_begins [0, blocks].
+        self._past_lens = np.zeros(1, dtype=np.int32)
+        self._token_bounds = np.zeros(2, dtype=np.int32)
+        self._block_bounds = np.zeros(2, dtype=np.int32)
+        self._context = np.zeros((), dtype=np.int32)
+        for name, values in (
+            ("past_lens", self._past_lens),
+            ("subsequence_begins", self._token_bounds),
+            ("block_indices_begins", self._block_bounds),
+            ("max_context_len", self._context),
+        ):
+            handle.request.set_tensor(name, Tensor(values, shared_memory=True))
 
     def __call__(self, ids: np.ndarray) -> np.ndarray:
         tokens = ids[0]
         start, end = self._position, self._position + len(tokens)
         blocks = self._handle.paged_cache.blocks_for(end)
-        values = (
-            tokens,
-            np.arange(start, end, dtype=np.int64),
-            np.array([start], dtype=np.int32),
-            np.array([0, len(tokens)], dtype=np.int32),
-            np.array([0, blocks], dtype=np.int32),
-            np.arange(blocks, dtype=np.int32),
-            np.array(end, dtype=np.int32),
-        )
-        outputs = self._handle.request.infer(
-            dict(zip(PAGED_INPUTS, values, strict=True)), share_inputs=True, share_outputs=True
-        )
+        self._past_lens[0] = start
+        self._token_bounds[1] = len(tokens)
+        self._block_bounds[1] = blocks
+        self._context[...] = end
+        request = self._handle.request
+        for name, values in (
+            ("input_ids", tokens),
+            ("position_ids", self._positions[start:end]),
+            ("block_indices", self._block_table[:blocks]),
+        ):
+            request.set_tensor(name, self._tensor(values, shared_memory=True))
+        outputs = request.infer(share_outputs=True)
         self._position = end
         return outputs["logits"][-1, -1]
