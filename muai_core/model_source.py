@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from muai_core.config import MuaiConfig
 from muai_core.errors import ModelLoadError
@@ -84,6 +86,25 @@ def check_model_dir(path: Path, name: str, *, allow_pickle: bool = False) -> boo
         hint="convert the checkpoint once with transformers' save_pretrained(..., safe_serialization=True)"
         + (", or opt in with backend.pytorch.allow_pickle: true if you trust its source" if pickled else ""),
     )
+
+
+def json_object(path: Path, *, hint: str) -> dict[str, Any]:
+    """The JSON object in ``path`` ({} when there is no such file); ``ModelLoadError`` naming the file otherwise."""
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"cannot read {path}: {exc}", hint=hint) from exc
+    if not isinstance(data, dict):
+        raise ModelLoadError(f"{path} holds a JSON {type(data).__name__}, not an object", hint=hint)
+    return data
+
+
+def directory_eos_ids(directory: Path, config: Mapping[str, Any], name: str, *, hint: str) -> frozenset[int]:
+    """The end-of-sequence ids transformers uses: generation_config.json's ``eos_token_id``, else config.json's."""
+    generation = json_object(directory / "generation_config.json", hint=hint)
+    return frozenset(eos_token_ids(generation.get("eos_token_id", config.get("eos_token_id")), name))
 
 
 def eos_token_ids(value: object, name: str) -> tuple[int, ...]:

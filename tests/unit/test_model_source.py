@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
 
 from muai_core.config import parse_config
 from muai_core.errors import ModelLoadError
-from muai_core.model_source import eos_token_ids, resolve_model
+from muai_core.model_source import directory_eos_ids, eos_token_ids, json_object, resolve_model
 
 
 def make_dir(path: str) -> str:
@@ -64,3 +65,28 @@ def test_eos_token_ids_refuses_anything_else_at_load(value):
     with pytest.raises(ModelLoadError, match=r"eos_token_id of 'm' must be a token id or a list of them") as info:
         eos_token_ids(value, "m")
     assert "generation_config.json" in info.value.hint
+
+
+@pytest.mark.parametrize(
+    ("generation", "config", "ids"),
+    [({"eos_token_id": [5, 6]}, {"eos_token_id": 2}, {5, 6}), (None, {"eos_token_id": 2}, {2}), ({}, {}, set())],
+)
+def test_eos_ids_come_from_generation_config_first_then_config(tmp_path, generation, config, ids):
+    if generation is not None:
+        (tmp_path / "generation_config.json").write_text(json.dumps(generation))
+    assert directory_eos_ids(tmp_path, config, "m", hint="h") == ids
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"), [("{oops", "cannot read"), ("[1, 2]", "holds a JSON list, not an object")]
+)
+def test_a_broken_json_file_is_a_load_error_naming_it(tmp_path, text, problem):
+    (tmp_path / "generation_config.json").write_text(text)
+    with pytest.raises(ModelLoadError, match=problem) as info:
+        directory_eos_ids(tmp_path, {}, "m", hint="export the model again")
+    assert "generation_config.json" in info.value.reason
+    assert info.value.hint == "export the model again"
+
+
+def test_a_missing_json_file_reads_as_empty(tmp_path):
+    assert json_object(tmp_path / "absent.json", hint="h") == {}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from dataclasses import dataclass, field
@@ -11,7 +10,7 @@ from typing import Any
 
 from muai_core.contracts import LoadRequest
 from muai_core.errors import ModelLoadError, first_line
-from muai_core.model_source import eos_token_ids
+from muai_core.model_source import directory_eos_ids, json_object
 from muai_core.text_codec import TextCodec
 from muai_openvino.files import BIN, XML, check_ir_dir, export_command, ir_dir
 from muai_openvino.graph import logits_for_last_position, page_out_mapped_file, to_paged_attention
@@ -20,6 +19,7 @@ from muai_openvino.settings import OpenVINOSettings, available_device, parse_set
 
 log = logging.getLogger(__name__)
 
+REEXPORT = "export the model again"
 MODEL_TYPES = ("transformers",)
 INPUTS = ("input_ids", "attention_mask", "position_ids", "beam_idx")
 READ_BACK = ("EXECUTION_DEVICES", "PERFORMANCE_HINT", "NUM_STREAMS", "INFERENCE_NUM_THREADS", "KV_CACHE_PRECISION",
@@ -80,7 +80,7 @@ def load(request: LoadRequest) -> OpenVINOModel:
     settings = parse_settings(request.device, request.settings)
     directory = ir_dir(request, settings.cache_dir, settings.precision)
     manifest = check_ir_dir(directory, request.model_name, settings.precision)
-    config = _json(directory / "config.json")
+    config = json_object(directory / "config.json", hint=REEXPORT)
     core = shared_core()
     device = available_device(settings.device, core.available_devices)
     properties = _properties(settings, manifest, device)
@@ -118,7 +118,7 @@ def load(request: LoadRequest) -> OpenVINOModel:
         context_length=config.get("max_position_embeddings") or config.get("n_positions"),
         vocab_size=int(config.get("vocab_size", 0))
         or int(compiled.output("logits").get_partial_shape()[2].get_length()),
-        eos_ids=frozenset(eos_token_ids(_eos_setting(directory, config), request.model_name)),
+        eos_ids=directory_eos_ids(directory, config, request.model_name, hint=REEXPORT),
         properties=_read_back(compiled),
         device=device,
         compile_properties=properties,
@@ -181,17 +181,3 @@ def _read_back(compiled: Any) -> dict[str, str]:
         else:
             values[name] = getattr(value, "name", None) or str(value)
     return values
-
-
-def _eos_setting(directory: Path, config: dict[str, Any]) -> Any:
-    return _json(directory / "generation_config.json").get("eos_token_id", config.get("eos_token_id"))
-
-
-def _json(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as exc:
-        raise ModelLoadError(f"{path} is not valid JSON: {exc}", hint="export the model again") from exc
-    return data if isinstance(data, dict) else {}
