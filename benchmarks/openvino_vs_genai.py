@@ -165,6 +165,8 @@ def main() -> int:
     parser.add_argument("--prompt", default=DEFAULT_PROMPT)
     parser.add_argument("--out", default="bench-results/genai")
     args = parser.parse_args()
+    if args.new_tokens < 2:
+        parser.error("--new-tokens must be at least 2: a decode rate is timed between the first and the last token")
 
     cache = Path(load_config().backend_settings("openvino").get("cache_dir", "models/openvino"))
     common = {"model": args.model, "prompt": args.prompt, "new_tokens": args.new_tokens, "runs": args.runs,
