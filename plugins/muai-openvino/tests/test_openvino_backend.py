@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import ctypes
 import logging
+import mmap
+import os
 import shutil
 from pathlib import Path
 
@@ -140,14 +143,58 @@ def test_mmap_off_reads_the_weights_into_memory_with_the_same_answers(write_conf
         return str((handle.directory / "openvino_model.bin").resolve()) in Path("/proc/self/maps").read_text()
 
     answers = {}
-    for mmap in (True, False):
-        ov_manager = manager(write_config({"openvino": {"mmap": mmap, "cache_dir": own_llama}}), backend="openvino")
-        answers[mmap] = ov_manager.generate_result("tiny-llama", "Hello", max_new_tokens=8, ignore_eos=True).token_ids
-        assert mapped(ov_manager.get_model("tiny-llama").handle) is mmap
+    for on in (True, False):
+        ov_manager = manager(write_config({"openvino": {"mmap": on, "cache_dir": own_llama}}), backend="openvino")
+        answers[on] = ov_manager.generate_result("tiny-llama", "Hello", max_new_tokens=8, ignore_eos=True).token_ids
+        assert mapped(ov_manager.get_model("tiny-llama").handle) is on
         ov_manager.unload_model("tiny-llama")
     assert answers[True] == answers[False]
     with pytest.raises(ConfigurationError, match="mmap must be true or false"):
         manager(write_config({"openvino": {"mmap": "no"}}), backend="openvino").load_model("gpt2")
+
+
+def test_mapped_weights_leave_the_process_but_stay_in_the_page_cache(write_config, own_llama):
+    weights = Path(own_llama) / "tiny-llama" / "openvino_model.bin"
+    descriptor = os.open(weights, os.O_RDONLY)
+    os.fsync(descriptor)  # clean pages, like those of a file exported earlier: MADV_PAGEOUT would evict them
+    os.close(descriptor)
+    assert page_cache_share(weights) > 0.9
+    ov_manager = manager(write_config({"openvino": {"cache_dir": own_llama}}), backend="openvino")
+    ov_manager.load_model("tiny-llama")
+    assert mapped_resident_bytes(weights) < 0.25 * weights.stat().st_size
+    assert page_cache_share(weights) > 0.9  # so the pages the runtime reads in place come back without I/O
+    assert ov_manager.generate_result("tiny-llama", "Hello", max_new_tokens=4, ignore_eos=True).new_tokens == 4
+
+
+def mapped_resident_bytes(path: Path) -> int:
+    """Bytes of ``path`` this process has mapped and resident (``Rss`` of its mappings in smaps)."""
+    total, inside = 0, False
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        fields = line.split()
+        if "-" in fields[0] and not fields[0].endswith(":"):
+            inside = len(fields) == 6 and fields[5] == str(path.resolve())
+        elif inside and fields[0] == "Rss:":
+            total += int(fields[1]) * 1024
+    return total
+
+
+def page_cache_share(path: Path) -> float:
+    """The share of ``path``'s pages in the kernel's page cache (mincore on a fresh mapping of our own)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
+    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    size, page = path.stat().st_size, mmap.PAGESIZE
+    with path.open("rb") as file:
+        address = libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, file.fileno(), 0)
+    assert address not in (None, ctypes.c_void_p(-1).value), ctypes.get_errno()
+    try:
+        pages = (ctypes.c_ubyte * (-(-size // page)))()
+        assert libc.mincore(address, size, pages) == 0, ctypes.get_errno()
+        return sum(flag & 1 for flag in pages) / len(pages)
+    finally:
+        libc.munmap(address, size)
 
 
 def test_fp32_means_fp32_kv_cache(write_config):

@@ -13,7 +13,7 @@ from muai_core.errors import ModelLoadError, first_line
 from muai_core.model_source import directory_eos_ids, json_object
 from muai_core.text_codec import TextCodec
 from muai_openvino.files import BIN, XML, check_ir_dir, export_command, ir_dir
-from muai_openvino.graph import logits_for_last_position, page_out_mapped_file, to_paged_attention
+from muai_openvino.graph import logits_for_last_position, release_mapped_pages, to_paged_attention
 from muai_openvino.paged import PagedCache
 from muai_openvino.settings import OpenVINOSettings, available_device, parse_settings
 
@@ -102,7 +102,7 @@ def load(request: LoadRequest) -> OpenVINOModel:
         compiled = core.compile_model(ov_model, device, properties)
         del ov_model
         if settings.mmap:
-            page_out_mapped_file(directory / BIN)
+            release_mapped_pages(directory / BIN)
     except (RuntimeError, ValueError) as exc:
         raise ModelLoadError(
             f"OpenVINO could not compile {directory / XML} for {device}: {first_line(exc)}",
