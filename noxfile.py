@@ -43,7 +43,7 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def core(session: nox.Session) -> None:
     """The core and its tests with no backend plugin, torch, transformers or openvino installed."""
-    session.install(".", *TEST_DEPS)
+    session.install(".[text]", *TEST_DEPS)
     session.run(
         "python",
         "-c",

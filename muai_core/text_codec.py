@@ -12,6 +12,7 @@ from typing import Any
 
 from muai_core.contracts import GenerationRequest
 from muai_core.errors import InvalidInputError, ModelLoadError
+from muai_core.model_source import json_object
 
 CLEANUPS = ((" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"), (" n't", "n't"), (" 'm", "'m"),
             (" 's", "'s"), (" 've", "'ve"), (" 're", "'re"))  # fmt: skip
@@ -25,14 +26,14 @@ class TextCodec:
 
         try:
             self.tokenizer = Tokenizer.from_file(str(directory / "tokenizer.json"))
-            config = _json(directory / "tokenizer_config.json")
         except Exception as exc:  # tokenizers raises plain Exception on a bad file
             raise ModelLoadError(f"cannot read the tokenizer in {directory}: {exc}", hint=hint) from exc
+        config = json_object(directory / "tokenizer_config.json", hint=hint)
         self._cleanup = bool(config.get("clean_up_tokenization_spaces", False))
         self._special = {name: _token(config.get(name)) for name in ("bos_token", "eos_token", "pad_token")}
         template_file = directory / "chat_template.jinja"
         self.chat_template = template_file.read_text(encoding="utf-8") if template_file.is_file() else None
-        self.chat_template = self.chat_template or config.get("chat_template")
+        self.chat_template = self.chat_template or _default_template(config.get("chat_template"), directory, hint)
 
     def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
         return self.tokenizer.encode(text, add_special_tokens=add_special_tokens).ids
@@ -74,8 +75,15 @@ def _token(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _json(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        return {}
-    data = json.loads(path.read_text(encoding="utf-8"))
-    return data if isinstance(data, dict) else {}
+def _default_template(value: Any, directory: Path, hint: str) -> str | None:
+    """tokenizer_config.json's ``chat_template``: one template, or a list of named ones (the "default" is used)."""
+    if isinstance(value, list):
+        named = {t.get("name"): t.get("template") for t in value if isinstance(t, dict)}
+        value = named.get("default")
+    if value is None or isinstance(value, str):
+        return value
+    raise ModelLoadError(
+        f"the chat_template in {directory / 'tokenizer_config.json'} is neither a template nor a list of named "
+        f"templates with a 'default' one",
+        hint=hint,
+    )
