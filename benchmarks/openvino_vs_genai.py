@@ -53,10 +53,8 @@ load_s = time.perf_counter() - started
 after_load = rss_mb()["rss_mb"]
 config = genai.GenerationConfig(max_new_tokens=spec["new_tokens"], ignore_eos=True, do_sample=False)
 config.apply_chat_template = False  # the same raw prompt as the muai rows
-for _ in range(spec["warmup"]):
-    pipe.generate(spec["prompt"], config)
 ttft, tps, tokens, latencies = [], [], None, []
-for _ in range(spec["runs"]):
+for call in range(spec["warmup"] + spec["runs"]):
     # Timed by genai's own stamp of each new token (ms, on the monotonic clock time.perf_counter reads), from
     # the call: its streamer holds back a token whose text may still change, so callback times lag some tokens.
     started = time.perf_counter()
@@ -65,6 +63,10 @@ for _ in range(spec["runs"]):
     stamps = [t / 1000 for t in result.perf_metrics.raw_metrics.m_new_token_times]
     if not started <= stamps[0] <= stamps[-1] <= finished:
         sys.exit("genai's token times are not on time.perf_counter's clock: cannot time this version")
+    if call == 0:
+        cold_ttft = (stamps[0] - started) * 1000
+    if call < spec["warmup"]:
+        continue
     ttft.append((stamps[0] - started) * 1000)
     tps.append((len(stamps) - 1) / (stamps[-1] - stamps[0]))
     latencies += [(b - a) * 1000 for a, b in zip(stamps, stamps[1:])]
@@ -74,7 +76,7 @@ spread = lambda v: {"median": sorted(v)[len(v) // 2], "min": min(v), "max": max(
 latencies.sort()
 print(json.dumps({
     "backend": "openvino-genai", "load_s": load_s, "prompt_tokens": prompt_tokens, "new_tokens": spec["new_tokens"],
-    "ttft_ms": spread(ttft), "decode_tps": spread(tps),
+    "cold_ttft_ms": cold_ttft, "ttft_ms": spread(ttft), "decode_tps": spread(tps),
     "token_p50_ms": latencies[len(latencies) // 2] if latencies else 0.0,
     "token_p95_ms": latencies[int(len(latencies) * 0.95)] if latencies else 0.0,
     "baseline_rss_mb": baseline, "rss_after_load_mb": after_load, **rss_mb(), "token_ids": [], "completion": tokens,
@@ -129,8 +131,12 @@ def merged(rounds: list[dict]) -> dict:
 
 
 def paired(mine: list[dict], theirs: list[dict], key: str) -> list[float]:
-    """muai / genai per round, for the rounds in which both ran."""
-    return [a[key]["median"] / b[key]["median"] for a, b in zip(mine, theirs, strict=True) if "error" not in a | b]
+    """muai / genai per round, for the rounds in which both ran (``key``: a number, or a spread's median)."""
+
+    def value(row: dict) -> float:
+        return row[key]["median"] if isinstance(row[key], dict) else row[key]
+
+    return [value(a) / value(b) for a, b in zip(mine, theirs, strict=True) if "error" not in a | b]
 
 
 def describe(ratios: list[float]) -> str:
@@ -193,10 +199,10 @@ def main() -> int:
         for attention in ATTENTION_BACKENDS:
             theirs = results.get(f"openvino-genai {precision} {attention}")
             if theirs and (decode := paired(mine, theirs, "decode_tps")):
-                ttft = paired(mine, theirs, "ttft_ms")
+                ttft, cold = paired(mine, theirs, "ttft_ms"), paired(mine, theirs, "cold_ttft_ms")
                 print(
                     f"{precision}: muai / genai {attention}, paired by round: "
-                    f"decode {describe(decode)}, TTFT {describe(ttft)}"
+                    f"decode {describe(decode)}, TTFT {describe(ttft)}, cold TTFT {describe(cold)}"
                 )
         if row := by_target.get(f"muai openvino {precision}"):
             print(

@@ -61,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--backends", default="pytorch,openvino", help="comma-separated BACKEND[:PRECISION], e.g. pytorch,openvino:INT8"
     )
     bench.add_argument("--runs", type=int, default=3, help="timed runs per backend (median reported, min-max shown)")
-    bench.add_argument("--warmup", type=int, default=1, help="untimed runs before timing")
+    bench.add_argument("--warmup", type=int, default=1, help="runs before timing (the first one's TTFT: cold TTFT)")
     bench.add_argument("--new-tokens", type=int, default=128)
     bench.add_argument("--prompt", default=DEFAULT_PROMPT)
     bench.add_argument("--device", default="cpu")

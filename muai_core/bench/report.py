@@ -6,8 +6,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-COLUMNS = ("target", "backend", "load s", "TTFT ms", "decode tok/s (min-max)", "p50 ms", "p95 ms", "peak RSS MiB",
-           "greedy = pytorch", "speedup")  # fmt: skip
+#: "cold TTFT": the first call after loading; "TTFT" and the rest: the timed runs after the warm-up.
+COLUMNS = ("target", "backend", "load s", "cold TTFT ms", "TTFT ms", "decode tok/s (min-max)", "p50 ms", "p95 ms",
+           "peak RSS MiB", "greedy = pytorch", "speedup")  # fmt: skip
 
 
 def cells(row: dict[str, Any]) -> list[str]:
@@ -19,6 +20,7 @@ def cells(row: dict[str, Any]) -> list[str]:
         row["target"],
         row["backend"],
         f"{row['load_s']:.2f}",
+        f"{row['cold_ttft_ms']:.0f}",
         f"{row['ttft_ms']['median']:.0f}",
         f"{tps['median']:.1f} ({tps['min']:.1f}-{tps['max']:.1f})",
         f"{row['token_p50_ms']:.1f}",

@@ -13,7 +13,7 @@ def test_bench_compares_backends_and_writes_every_output(write_config, tmp_path,
     argv += ["--runs", "2", "--new-tokens", "6", "--prompt", "Hello world", "--out", str(tmp_path / "out")]
     assert main(argv) == 0
     table = capsys.readouterr().out
-    assert "decode tok/s" in table and "openvino INT8" in table
+    assert "decode tok/s" in table and "cold TTFT ms" in table and "openvino INT8" in table
     data = json.loads((tmp_path / "out" / "bench.json").read_text())
     rows = {row["target"]: row for row in data["rows"]}
     assert [rows[t]["backend"] for t in ("pytorch", "openvino", "openvino INT8")] == ["pytorch", "openvino", "openvino"]
@@ -25,6 +25,7 @@ def test_bench_compares_backends_and_writes_every_output(write_config, tmp_path,
             and row["decode_tps"]["min"] <= row["decode_tps"]["median"] <= row["decode_tps"]["max"]
         )
         assert row["peak_rss_mb"] >= row["rss_after_load_mb"] > 0
+        assert row["cold_ttft_ms"] > 0 and row["ttft_ms"]["min"] > 0
     assert (tmp_path / "out" / "bench.md").read_text().count("\n| ") == 4
     assert (tmp_path / "out" / "bench.png").read_bytes()[:4] == b"\x89PNG"
 
