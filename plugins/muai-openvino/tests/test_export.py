@@ -99,3 +99,35 @@ def test_export_all_exports_each_configured_model(store, tmp_path, capsys):
 
 def test_no_staging_directory_is_left_after_exports(store):
     assert not list((store / "models" / "openvino").glob(".*partial"))
+
+
+def test_tracing_does_not_pass_on_transformers_loss_type_warning(store):
+    import logging
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from muai_openvino.export.convert import convert
+
+    class Records(logging.Handler):
+        def __init__(self) -> None:
+            super().__init__(logging.WARNING)
+            self.messages: list[str] = []
+
+        def emit(self, record: logging.LogRecord) -> None:
+            self.messages.append(record.getMessage())
+
+    logger, records = logging.getLogger("transformers.modeling_utils"), Records()
+    logger.addHandler(records)
+    try:
+        logging.Logger.warning_once.cache_clear()  # transformers warns once per process: this test must see the first
+        model = AutoModelForCausalLM.from_pretrained(
+            store / "models" / "tiny-llama", dtype=torch.float32, attn_implementation="sdpa", use_safetensors=True
+        )
+        convert(model)
+        assert not [m for m in records.messages if "loss_type" in m]
+        logging.Logger.warning_once.cache_clear()
+        model.model.loss_function  # the base model's, which tracing reads: outside the export it warns  # noqa: B018
+        assert [m for m in records.messages if "loss_type" in m]
+    finally:
+        logger.removeHandler(records)

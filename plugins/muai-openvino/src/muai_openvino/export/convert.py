@@ -9,7 +9,10 @@ that keeps the cache itself. Only ``logits`` is an output.
 from __future__ import annotations
 
 import inspect
+import logging
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,7 +54,7 @@ def convert(model: Any) -> Any:
         torch.arange(past, past + current).expand(batch, current).clone(),
         *[torch.randn(batch, layout.kv_heads, past, layout.head_dim) for _ in range(2 * layout.layers)],
     )
-    with torch.no_grad(), warnings.catch_warnings():
+    with torch.no_grad(), warnings.catch_warnings(), _without_the_loss_type_warning():
         warnings.simplefilter("ignore")  # tracer warnings about shapes frozen into Python branches
         ov_model = ov.convert_model(wrapper, example_input=example)
 
@@ -68,6 +71,25 @@ def convert(model: Any) -> Any:
     _read_states_through_beam_idx(ov_model)
     ov_model.validate_nodes_and_infer_types()
     return ov_model
+
+
+@contextmanager
+def _without_the_loss_type_warning() -> Iterator[None]:
+    """Drop transformers' "loss_type=None ... unrecognized" warning while tracing, and only that one.
+
+    Tracing probes every attribute of every module; reading the base model's ``loss_function`` warns that
+    it has no loss type, and an export never computes a loss.
+    """
+    logger = logging.getLogger("transformers.modeling_utils")
+
+    def keep(record: logging.LogRecord) -> bool:
+        return "loss_type=" not in record.getMessage()
+
+    logger.addFilter(keep)
+    try:
+        yield
+    finally:
+        logger.removeFilter(keep)
 
 
 def _cache_as_tensors(model: Any, layout: KVLayout) -> Any:
