@@ -63,11 +63,12 @@ for call in range(spec["warmup"] + spec["runs"]):
     stamps = [t / 1000 for t in result.perf_metrics.raw_metrics.m_new_token_times]
     if not started <= stamps[0] <= stamps[-1] <= finished:
         sys.exit("genai's token times are not on time.perf_counter's clock: cannot time this version")
+    first_token_ms = (stamps[0] - started) * 1000
     if call == 0:
-        cold_ttft = (stamps[0] - started) * 1000
+        cold_ttft = first_token_ms
     if call < spec["warmup"]:
         continue
-    ttft.append((stamps[0] - started) * 1000)
+    ttft.append(first_token_ms)
     tps.append((len(stamps) - 1) / (stamps[-1] - stamps[0]))
     latencies += [(b - a) * 1000 for a, b in zip(stamps, stamps[1:])]
     tokens = tokens or result.texts[0]
