@@ -139,14 +139,11 @@ def own_llama(store, tmp_path) -> str:
 
 
 def test_mmap_off_reads_the_weights_into_memory_with_the_same_answers(write_config, own_llama):
-    def mapped(handle) -> bool:
-        return str((handle.directory / "openvino_model.bin").resolve()) in Path("/proc/self/maps").read_text()
-
     answers = {}
     for on in (True, False):
         ov_manager = manager(write_config({"openvino": {"mmap": on, "cache_dir": own_llama}}), backend="openvino")
         answers[on] = ov_manager.generate_result("tiny-llama", "Hello", max_new_tokens=8, ignore_eos=True).token_ids
-        assert mapped(ov_manager.get_model("tiny-llama").handle) is on
+        assert is_mapped(ov_manager.get_model("tiny-llama").handle.directory / "openvino_model.bin") is on
         ov_manager.unload_model("tiny-llama")
     assert answers[True] == answers[False]
     with pytest.raises(ConfigurationError, match="mmap must be true or false"):
@@ -164,6 +161,11 @@ def test_mapped_weights_leave_the_process_but_stay_in_the_page_cache(write_confi
     assert mapped_resident_bytes(weights) < 0.25 * weights.stat().st_size
     assert page_cache_share(weights) > 0.9  # so the pages the runtime reads in place come back without I/O
     assert ov_manager.generate_result("tiny-llama", "Hello", max_new_tokens=4, ignore_eos=True).new_tokens == 4
+
+
+def is_mapped(path: Path) -> bool:
+    """Whether this process maps ``path``."""
+    return str(path.resolve()) in Path("/proc/self/maps").read_text()
 
 
 def mapped_resident_bytes(path: Path) -> int:
@@ -349,16 +351,16 @@ def test_unload_releases_the_weights_while_an_error_from_generation_is_kept(writ
     strict = write_config({"openvino": {"enable_fallback": False, "cache_dir": own_llama, "attention": attention}})
     ov_manager = manager(strict, backend="openvino")
     handle = ov_manager.load_model("tiny-llama").handle
-    weights = str((handle.directory / "openvino_model.bin").resolve())
+    weights = handle.directory / "openvino_model.bin"
 
     handle.request = NaNLogitsFrom(handle.request, step=3)
     with pytest.raises(InferenceError) as kept:
         ov_manager.generate("tiny-llama", "Hello", max_new_tokens=6, ignore_eos=True)
-    assert "step 2" in str(kept.value) and weights in Path("/proc/self/maps").read_text()
+    assert "step 2" in str(kept.value) and is_mapped(weights)
     ov_manager.unload_model("tiny-llama")
     del handle
     assert kept.value.__traceback__ is not None  # the frames of the failed generation are still alive
-    assert weights not in Path("/proc/self/maps").read_text()
+    assert not is_mapped(weights)
 
 
 def test_openvino_missing_falls_back_to_pytorch(write_config, monkeypatch):
