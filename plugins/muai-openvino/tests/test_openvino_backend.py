@@ -199,11 +199,23 @@ def page_cache_share(path: Path) -> float:
         libc.munmap(address, size)
 
 
-def test_fp32_means_fp32_kv_cache(write_config):
+def test_fp32_means_fp32_end_to_end_on_every_cpu(write_config):
+    # On CPUs with AVX512-BF16 or AMX the CPU plugin's default is bf16: FP32 must override it everywhere.
     ov_manager = manager(write_config(), backend="openvino")
+    ov_manager.forward("gpt2", {"input_ids": [[1, 2, 3]]})
+    info = ov_manager.get_model_info("gpt2")["model_info"]
+    assert (info["properties"]["KV_CACHE_PRECISION"], info["inference_precision"]) == ("f32", "f32")
+    forward_graph = ov_manager.get_model("gpt2").handle.full_logits_request.get_compiled_model()
+    assert forward_graph.get_property("INFERENCE_PRECISION_HINT").to_string() == "f32"
+
+
+def test_compressed_exports_report_the_precision_the_cpu_computes_in(write_config):
+    import openvino as ov
+
+    cpu_default = ov.Core().get_property("CPU", "INFERENCE_PRECISION_HINT").to_string()
+    ov_manager = manager(write_config({"openvino": {"precision": "INT8"}}), backend="openvino")
     ov_manager.load_model("gpt2")
-    properties = ov_manager.get_model_info("gpt2")["model_info"]["properties"]
-    assert (properties["KV_CACHE_PRECISION"], properties["INFERENCE_PRECISION_HINT"]) == ("f32", "f32")
+    assert ov_manager.get_model_info("gpt2")["model_info"]["inference_precision"] == cpu_default
 
 
 LONG_PROMPT = "Hello world, this is a longer prompt to cross a block boundary "

@@ -48,6 +48,7 @@ class OpenVINOBackend:
             "device": devices.strip("[]'\" ") or model.requested_device,
             "requested_device": model.requested_device,
             "precision": model.manifest.get("precision"),
+            "inference_precision": model.properties.get("INFERENCE_PRECISION_HINT", "f32"),
             "stateful": bool(model.manifest.get("stateful")),
             "attention": "stateful" if model.paged_cache is None else "paged",
             "ir_path": str(model.directory),

@@ -12,6 +12,8 @@ from muai_core.contracts import Availability, GenerationRequest, GenerationResul
 from muai_pytorch import commands, generation, loading
 
 REQUIRED_MODULES = ("torch", "transformers", "safetensors")
+#: ``dtype`` setting -> the element type muai's model info reports as ``inference_precision``.
+INFERENCE_PRECISIONS = {"float32": "f32", "float16": "f16", "bfloat16": "bf16"}
 
 
 class PyTorchBackend:
@@ -61,6 +63,7 @@ class PyTorchBackend:
             "backend": "pytorch",
             "device": model.device,
             "dtype": model.dtype,
+            "inference_precision": INFERENCE_PRECISIONS.get(model.dtype, model.dtype),
             "parameters": sum(p.numel() for p in model.model.parameters()) if model.model is not None else 0,
             "memory_bytes": loading.memory_bytes(model),
             "context_length": model.context_length,
