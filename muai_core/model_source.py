@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from muai_core import locations
 from muai_core.config import MuaiConfig
 from muai_core.errors import ModelLoadError
 
@@ -21,44 +22,63 @@ HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)?$
 
 @dataclass(frozen=True)
 class ModelSource:
-    """A resolved model: ``source`` is a local directory when ``is_local``, else a hub id."""
+    """A resolved model: ``source`` is a local directory when ``is_local``, else a hub id.
+
+    ``models_dir`` is the models directory the model is filed under: where it was found, else where
+    ``muai pull`` would put it. Derived files (exports) go beside it.
+    """
 
     name: str
     source: str
     is_local: bool
     paths: Mapping[str, str] = field(default_factory=dict)
+    models_dir: str = "models"
 
 
 def resolve_model(name: object, config: MuaiConfig) -> ModelSource:
-    """Map a model name to its source, in the order: config ``models:``, local path, models dir, hub."""
+    """Map a model name to its source, in the order: config ``models:``, models dirs, local path, hub."""
     if not isinstance(name, str) or not name.strip() or "\x00" in name:
         raise ModelLoadError(f"model name must be non-empty text, got {name!r}")
     paths = config.models.get(name, {})
+    home = str(home_models_dir(config))
     if "pytorch_path" in paths:
-        return ModelSource(name, paths["pytorch_path"], True, paths)
+        return ModelSource(name, str(locations.resolve(paths["pytorch_path"])), True, paths, home)
     is_name = HUB_ID.match(name) is not None and ".." not in Path(name).parts
-    in_models_dir = models_dir_entry(name, config) if is_name else None
-    if in_models_dir is not None:
-        return ModelSource(name, str(in_models_dir), True, paths)
+    for root in models_dirs(config) if is_name else ():
+        entry = models_dir_entry(name, root)
+        if entry is not None:
+            return ModelSource(name, str(entry), True, paths, str(root))
     if Path(name).expanduser().is_dir():
-        return ModelSource(name, str(Path(name).expanduser()), True, paths)
+        return ModelSource(name, str(Path(name).expanduser()), True, paths, home)
     if is_name:
-        return ModelSource(name, name, False, paths)
+        return ModelSource(name, name, False, paths, home)
     raise ModelLoadError(
         f"model {name!r} is not a directory and not a valid model name",
-        hint=f"use a name under {config.models_dir}/, a path to an existing directory, or a hub id like org/name",
+        hint=f"use a name under {home}/, a path to an existing directory, or a hub id like org/name",
     )
 
 
-def models_dir_entry(name: str, config: MuaiConfig) -> Path | None:
-    """``models_dir/name`` if it exists; it must not lead outside the models directory."""
-    root = Path(config.models_dir)
+def models_dirs(config: MuaiConfig) -> tuple[Path, ...]:
+    """The folders a model name is looked up in, in order: the project's ``models_dir``, the user's."""
+    return tuple(dict.fromkeys((locations.resolve(config.models_dir), locations.user_models_dir())))
+
+
+def home_models_dir(config: MuaiConfig) -> Path:
+    """Where new models go: the configured or project ``models_dir``, else (outside a project) the user's."""
+    configured = locations.resolve(config.models_dir)
+    if locations.project_root() is not None or Path(config.models_dir).is_absolute() or configured.is_dir():
+        return configured
+    return locations.user_models_dir()
+
+
+def models_dir_entry(name: str, root: Path) -> Path | None:
+    """``root/name`` if it exists; it must not lead outside ``root``."""
     candidate = root / name
     if not candidate.exists():
         return None
     if not candidate.resolve().is_relative_to(root.resolve()):
         raise ModelLoadError(
-            f"model {name!r} in {config.models_dir}/ links outside the models directory",
+            f"model {name!r} in {root}/ links outside the models directory",
             hint="copy the model into the models directory instead of linking it",
         )
     return candidate

@@ -10,14 +10,17 @@ from pathlib import Path
 
 import pytest
 
+from muai_core.locations import HOME_ENV
 from muai_core.plugins import PluginRegistry
 
 
 @pytest.fixture
 def muai_workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An empty working directory: no config/system.yaml, no $MUAI_CONFIG, and the hub switched off."""
+    """An empty working directory: no config/system.yaml, no $MUAI_CONFIG, an empty user muai home
+    (``$MUAI_HOME``, outside the directory), and the hub switched off."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MUAI_CONFIG", raising=False)
+    monkeypatch.setenv(HOME_ENV, str(tmp_path.parent / f"{tmp_path.name}-muai-home"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # nothing may come from the hub in a test; fail fast
     return tmp_path
 

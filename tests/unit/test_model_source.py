@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import pytest
 
 from muai_core.config import parse_config
 from muai_core.errors import ModelLoadError
-from muai_core.model_source import directory_eos_ids, eos_token_ids, json_object, resolve_model
+from muai_core.model_source import directory_eos_ids, eos_token_ids, home_models_dir, json_object, resolve_model
 
 
 def make_dir(path: str) -> str:
@@ -90,3 +91,29 @@ def test_a_broken_json_file_is_a_load_error_naming_it(tmp_path, text, problem):
 
 def test_a_missing_json_file_reads_as_empty(tmp_path):
     assert json_object(tmp_path / "absent.json", hint="h") == {}
+
+
+def test_a_project_is_found_from_its_subfolders(monkeypatch):
+    make_dir("models/gpt2")
+    make_dir("src/deep")
+    monkeypatch.chdir("src/deep")
+    source = resolve_model("gpt2", parse_config({}))
+    assert (Path(source.source).resolve(), source.is_local) == ((Path("../..") / "models/gpt2").resolve(), True)
+
+
+def test_outside_a_project_models_live_in_the_user_home(monkeypatch, tmp_path):
+    home = tmp_path / "home"
+    monkeypatch.setenv("MUAI_HOME", str(home))
+    config = parse_config({})
+    assert home_models_dir(config) == home / "models"
+    make_dir(str(home / "models" / "tiny"))
+    source = resolve_model("tiny", config)
+    assert (source.source, source.models_dir) == (str(home / "models" / "tiny"), str(home / "models"))
+
+
+def test_the_project_models_dir_comes_before_the_user_home(monkeypatch, tmp_path):
+    monkeypatch.setenv("MUAI_HOME", str(tmp_path / "home"))
+    make_dir(str(tmp_path / "home" / "models" / "tiny"))
+    make_dir("models/tiny")
+    assert resolve_model("tiny", parse_config({})).source == os.path.join("models", "tiny")
+    assert home_models_dir(parse_config({})) == Path("models")
