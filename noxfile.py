@@ -87,4 +87,4 @@ def reliability(session: nox.Session) -> None:
         *TEST_DEPS,
     )  # fmt: skip
     fuzzed_config = "tests/property/test_fuzz_config.py"
-    session.run("pytest", "tests/reliability", fuzzed_config, "--hypothesis-show-statistics", *session.posargs)
+    session.run("pytest", "tests/reliability", fuzzed_config, *session.posargs)
