@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from muai_core.errors import ModelLoadError, short_repr
+from muai_core.errors import ConfigurationError, ModelLoadError, short_repr
 
 
 def test_an_error_raised_after_the_working_directory_was_removed_keeps_its_message(tmp_path, monkeypatch):
@@ -39,3 +39,19 @@ def test_short_repr_is_bounded_for_any_value():
     assert len(short_repr("x" * 10**7)) <= 60
     assert short_repr(10**4999) == "<a number of about 5000 digits>"
     assert short_repr({"k": [1, 2]}) == "{'k': [1, 2]}"
+
+
+def test_out_of_range_top_p_has_a_hint():
+    from muai_core.contracts import GenerationRequest
+    from muai_core.errors import InvalidInputError
+
+    with pytest.raises(InvalidInputError) as info:
+        GenerationRequest.from_kwargs("x", do_sample=True, top_p=2.0)
+    assert info.value.hint and "top_p=0.9" in info.value.hint
+
+
+def test_unknown_openvino_precision_has_a_hint():
+    settings = pytest.importorskip("muai_openvino.settings")
+    with pytest.raises(ConfigurationError, match="backend.openvino.precision must be one of") as info:
+        settings.parse_settings("CPU", {"precision": "FP64"})
+    assert info.value.hint and "INT8" in info.value.hint
