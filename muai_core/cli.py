@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
+import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
@@ -13,11 +15,14 @@ from pathlib import Path
 from muai_core import __version__
 from muai_core.bench import report
 from muai_core.bench.runner import DEFAULT_PROMPT, BenchSettings, Target, run_bench
-from muai_core.errors import BackendError, ConfigurationError
+from muai_core.errors import BackendError, ConfigurationError, short_repr
 from muai_core.manager import ModelManager
 from muai_core.plugins import default_registry
 
 EXIT_ERROR = 2
+#: ``--precision`` chooses between this backend's exports.
+PRECISION_BACKEND = "openvino"
+PRECISIONS = ("FP32", "FP16", "INT8")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,10 +42,14 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--chat", action="store_true", help="wrap the prompt in the model's chat template")
     generate.add_argument("--backend", help="backend to use first (falls back along backend.priority)")
     generate.add_argument("--device", default="cpu", help="device, e.g. cpu, cuda, GPU (default: cpu)")
-    generate.add_argument("--precision", help="which export to run on backends that have several (openvino: INT8)")
+    generate.add_argument(
+        "--precision",
+        type=str.upper,
+        help="which OpenVINO export to run: FP32, FP16 or INT8 (implies --backend openvino)",
+    )
     generate.add_argument("--max-new-tokens", type=int, default=64)
     generate.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
-    generate.add_argument("--temperature", type=float)
+    generate.add_argument("--temperature", type=float, help="sampling temperature; 0 means greedy decoding")
     generate.add_argument("--top-k", type=int)
     generate.add_argument("--top-p", type=float)
     generate.add_argument("--seed", type=int)
@@ -91,19 +100,12 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    settings = {"precision": args.precision} if args.precision else None
-    manager = ModelManager(device=args.device, backend=args.backend, backend_config=settings, config_path=args.config)
+    kwargs = generation_kwargs(args)
+    backend, settings = args.backend, None
+    if args.precision:
+        backend, settings = precision_backend(args.backend, args.precision), {"precision": args.precision}
+    manager = ModelManager(device=args.device, backend=backend, backend_config=settings, config_path=args.config)
     manager.load_model(args.model)
-    kwargs = {
-        "chat": args.chat,
-        "max_new_tokens": args.max_new_tokens,
-        "do_sample": True if args.sample else None,
-        "temperature": args.temperature,
-        "top_k": args.top_k,
-        "top_p": args.top_p,
-        "seed": args.seed,
-        "return_full_text": False,
-    }
     if args.stream:
         kwargs["streamer"] = lambda piece: print(piece, end="", flush=True)
     result = manager.generate_result(args.model, args.prompt, **kwargs)
@@ -117,6 +119,62 @@ def cmd_generate(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 0
+
+
+def generation_kwargs(args: argparse.Namespace) -> dict[str, object]:
+    """``generate``'s arguments from the flags, checked here so that errors name the flags.
+
+    ``--temperature 0`` means greedy decoding, as in the OpenAI API and llama.cpp.
+    """
+    _at_least("--max-new-tokens", args.max_new_tokens, 1)
+    _at_least("--top-k", args.top_k, 0)
+    _at_least("--seed", args.seed, 0, maximum=2**32 - 1)
+    if args.temperature is not None and not 0 <= args.temperature < math.inf:
+        raise ConfigurationError(
+            f"--temperature must be a finite number >= 0, got {args.temperature}",
+            hint="e.g. --temperature 0.7; --temperature 0 means greedy decoding",
+        )
+    if args.top_p is not None and not 0 < args.top_p <= 1:
+        raise ConfigurationError(f"--top-p must be in (0, 1], got {args.top_p}", hint="e.g. --top-p 0.9")
+    greedy = args.temperature == 0
+    if greedy and (args.sample or args.top_k is not None or args.top_p is not None):
+        raise ConfigurationError(
+            "--temperature 0 means greedy decoding, but --sample, --top-k or --top-p ask for sampling",
+            hint="drop --temperature 0 to sample, or drop the sampling flags",
+        )
+    return {
+        "chat": args.chat,
+        "max_new_tokens": args.max_new_tokens,
+        "do_sample": False if greedy else True if args.sample else None,
+        "temperature": None if greedy else args.temperature,
+        "top_k": args.top_k,
+        "top_p": args.top_p,
+        "seed": args.seed,
+        "return_full_text": False,
+    }
+
+
+def precision_backend(backend: str | None, precision: str) -> str:
+    """The backend ``--precision`` runs on; it names an OpenVINO export."""
+    if precision not in PRECISIONS:
+        raise ConfigurationError(
+            f"--precision must be one of {', '.join(PRECISIONS)}, got {precision}",
+            hint="FP32 is the default export; INT8 is the smallest",
+        )
+    if backend not in (None, PRECISION_BACKEND):
+        raise ConfigurationError(
+            f"--precision chooses an OpenVINO export, so it does not apply to --backend {backend}",
+            hint=f"drop --precision, or pass --backend {PRECISION_BACKEND}",
+        )
+    return PRECISION_BACKEND
+
+
+def _at_least(flag: str, value: int | None, minimum: int, maximum: int | None = None) -> None:
+    if value is not None and (value < minimum or (maximum is not None and value > maximum)):
+        upper = f" and at most {maximum}" if maximum is not None else ""
+        raise ConfigurationError(
+            f"{flag} must be at least {minimum}{upper}, got {value}", hint=f"e.g. {flag} {max(minimum, 1)}"
+        )
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
@@ -155,23 +213,57 @@ def _version(package: str) -> str | None:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    for name in ("runs", "new_tokens"):
-        if getattr(args, name) < 1:
-            raise ConfigurationError(f"--{name.replace('_', '-')} must be at least 1")
-    targets = [Target.parse(t) for t in args.backends.split(",") if t.strip()]
-    for target in targets:
-        default_registry().check_backend_name(target.backend)
+    _at_least("--runs", args.runs, 1)
+    _at_least("--new-tokens", args.new_tokens, 1)
+    _at_least("--warmup", args.warmup, 0)
+    targets = bench_targets(args.backends)
+    out = Path(args.out)
+    check_writable_folder(out, "--out")
     settings = BenchSettings(
-        args.model, targets, args.prompt, args.new_tokens, args.runs, max(args.warmup, 0), args.device, args.config
+        args.model, targets, args.prompt, args.new_tokens, args.runs, args.warmup, args.device, args.config
     )
     print(f"muai bench: {args.model}, {args.new_tokens} new tokens, {args.runs} runs each", file=sys.stderr)
     rows = run_bench(settings, progress=lambda line: print(line, file=sys.stderr, flush=True))
     title = f"{args.model}: {rows[0].get('prompt_tokens', '?')}-token prompt, {args.new_tokens} new tokens, greedy"
     print(report.table(rows))
     meta = {"model": args.model, "new_tokens": args.new_tokens, "runs": args.runs, "warmup": args.warmup}
-    for path in report.write(rows, Path(args.out), title, meta):
+    for path in report.write(rows, out, title, meta):
         print(f"wrote {path}", file=sys.stderr)
     return EXIT_ERROR if any("error" in row for row in rows) else 0
+
+
+def bench_targets(text: str) -> list[Target]:
+    """The targets of ``--backends``, each an installed backend; a precision only on openvino."""
+    targets = []
+    for item in text.split(","):
+        if not item.strip():
+            continue
+        if not item.partition(":")[0].strip():
+            raise ConfigurationError(
+                f"--backends has a target without a backend: {short_repr(item.strip())}", hint=_TARGETS
+            )
+        target = Target.parse(item)
+        default_registry().check_backend_name(target.backend)
+        if target.precision:
+            precision_backend(target.backend, target.precision)
+        targets.append(target)
+    if not targets:
+        raise ConfigurationError(f"--backends names no backend: {short_repr(text)}", hint=_TARGETS)
+    return targets
+
+
+_TARGETS = "e.g. --backends pytorch,openvino,openvino:INT8"
+
+
+def check_writable_folder(path: Path, flag: str) -> None:
+    """Raise ``ConfigurationError`` unless ``path`` is, or can be made, a folder this process can write to."""
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigurationError(f"{flag} {path}: {existing} is not a folder", hint=f"pass a folder to {flag}")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigurationError(f"{flag} {path}: cannot write in {existing}", hint="pass a folder you can write to")
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
@@ -200,14 +292,14 @@ def run_command(
     parser: argparse.ArgumentParser | None, func: Callable[[argparse.Namespace], int] | None, argv: Sequence[str] | None
 ) -> int:
     """Parse and run with muai's error handling: one line and a hint, a traceback only with --debug."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    debug = "--debug" in argv
-    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s %(message)s")
+    args = None
     try:
-        args = (parser or build_parser()).parse_args(argv)
+        args = (parser or build_parser()).parse_args(sys.argv[1:] if argv is None else argv)
+        debug = getattr(args, "debug", False)
+        logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s %(message)s")
         return int((func or args.func)(args))
     except BackendError as exc:
-        if debug:
+        if getattr(args, "debug", False):
             traceback.print_exc()
         print(f"muai: error: {exc.reason}", file=sys.stderr)
         if exc.hint:

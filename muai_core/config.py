@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from muai_core.errors import ConfigurationError
+from muai_core.errors import ConfigurationError, short_repr
 
 CONFIG_ENV = "MUAI_CONFIG"
 DEFAULT_CONFIG_PATH = "config/system.yaml"
@@ -30,6 +30,13 @@ SIZE_PATTERN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$", re.IGNORECASE)
 #: Keys of ``backend:`` that are not backend sections.
 BACKEND_KEYS = ("default", "priority")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+#: Limits on a YAML document: nesting, and its size with every alias expanded (a scalar counts its length).
+MAX_DEPTH = 32
+MAX_EXPANDED_SIZE = 1_000_000
+#: Integers and size numbers longer than this are refused before they are converted.
+MAX_DIGITS = 30
+#: No machine has more memory than this; a larger cache bound is a typo.
+MAX_SIZE = 2**63
 
 
 @dataclass(frozen=True)
@@ -48,16 +55,6 @@ class MuaiConfig:
     def backend_settings(self, backend: str) -> Mapping[str, Any]:
         return self.backends.get(backend, MappingProxyType({}))
 
-    def fallback_enabled(self, backend: str) -> bool:
-        return bool(self.backend_settings(backend).get("enable_fallback", True))
-
-    def backend_names(self) -> set[str]:
-        """Every backend name the config mentions."""
-        names = {self.default_backend, *self.priority, *self.backends}
-        for chain in self.model_overrides.values():
-            names.update(chain)
-        return names
-
 
 def config_path(path: str | os.PathLike[str] | None = None) -> Path:
     return Path(path or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG_PATH)
@@ -72,10 +69,58 @@ def load_config(path: str | os.PathLike[str] | None = None) -> MuaiConfig:
         raise ConfigurationError(f"config path {file} is not a file", hint=f"point {CONFIG_ENV} at a YAML file")
     try:
         text = file.read_text(encoding="utf-8")
-        data = yaml.safe_load(text)
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigurationError(f"cannot read config {file}: {exc}", hint="make it readable UTF-8 text") from exc
+    try:
+        data = _BoundedLoader(text, str(file)).get_single_data()
+    except yaml.YAMLError as exc:
         raise ConfigurationError(f"cannot read config {file}: {exc}", hint="fix the YAML syntax") from exc
     return parse_config(data, source=str(file))
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses deep nesting, aliases that expand past ``MAX_EXPANDED_SIZE`` ("billion
+    laughs") and huge integers, naming the key, before any of it is built into Python objects."""
+
+    def __init__(self, text: str, source: str) -> None:
+        super().__init__(text)
+        self.source = source
+        self.path: list[str] = []
+        self.sizes: dict[int, int] = {}  # id(node) -> its size with aliases expanded
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        if isinstance(index, yaml.ScalarNode):
+            self.path.append(str(index.value)[:40])
+        elif isinstance(index, int):
+            self.path.append(f"[{index}]")
+        else:
+            self.path.append("")  # a key, or the document itself
+        try:
+            if len(self.path) > MAX_DEPTH:
+                self.fail(f"nests deeper than {MAX_DEPTH} levels", "flatten the structure")
+            alias = self.check_event(yaml.AliasEvent)
+            node = super().compose_node(parent, index)
+            if not alias:
+                self.sizes[id(node)] = self.size(node)
+            elif id(node) not in self.sizes:
+                self.fail("has an alias inside its own anchor", "remove the self-reference")
+            if self.sizes[id(node)] > MAX_EXPANDED_SIZE:
+                self.fail("expands past 1 MB through aliases", "write the values out instead of nesting aliases")
+            return node
+        finally:
+            self.path.pop()
+
+    def size(self, node: yaml.Node) -> int:
+        if isinstance(node, yaml.ScalarNode):
+            if node.tag == "tag:yaml.org,2002:int" and len(node.value) > MAX_DIGITS:
+                self.fail(f"is a number of {len(node.value)} digits", f"numbers here have at most {MAX_DIGITS} digits")
+            return 1 + len(node.value)
+        children = node.value if isinstance(node, yaml.SequenceNode) else [n for pair in node.value for n in pair]
+        return 1 + sum(self.sizes[id(child)] for child in children)
+
+    def fail(self, problem: str, hint: str) -> None:
+        key = "".join(p if p.startswith("[") else f".{p}" for p in self.path if p).lstrip(".") or "the top level"
+        raise ConfigurationError(f"{key[:200]} in {self.source} {problem}", hint=hint)
 
 
 def parse_config(data: Any, *, source: str | None = None) -> MuaiConfig:
@@ -109,14 +154,16 @@ def parse_config(data: Any, *, source: str | None = None) -> MuaiConfig:
         for path_key, value in entry.items():
             if not str(path_key).endswith("_path") or not isinstance(value, str) or not value:
                 raise ConfigurationError(
-                    f"{key}.{path_key}{where} must be a '<backend>_path: directory' entry, got {value!r}",
+                    f"{key}.{path_key}{where} must be a '<backend>_path: directory' entry, got {short_repr(value)}",
                     hint="e.g. pytorch_path: models/gpt2 and openvino_path: models/openvino/gpt2",
                 )
         models[str(model)] = MappingProxyType(dict(entry))
 
     models_dir = root.get("models_dir", "models")
     if not isinstance(models_dir, str) or not models_dir:
-        raise ConfigurationError(f"models_dir{where} must be a directory path, got {models_dir!r}")
+        raise ConfigurationError(
+            f"models_dir{where} must be a directory path, got {short_repr(models_dir)}", hint="e.g. models_dir: models"
+        )
 
     max_bytes = root.get("max_cache_bytes")
     return MuaiConfig(
@@ -136,27 +183,29 @@ def _mapping(value: Any, key: str, where: str) -> dict[str, Any]:
         return {}
     if not isinstance(value, Mapping):
         raise ConfigurationError(
-            f"{key}{where} must be a mapping, got {type(value).__name__} {_short(value)}",
+            f"{key}{where} must be a mapping, got {type(value).__name__} {short_repr(value)}",
             hint="see the configuration reference in README.md",
         )
     for k in value:
         if not isinstance(k, str):
-            raise ConfigurationError(f"{key}{where} has a non-text key {k!r}", hint="quote the key")
+            raise ConfigurationError(f"{key}{where} has a non-text key {short_repr(k)}", hint="quote the key")
     return dict(value)
 
 
 def parse_size(value: Any, key: str) -> int:
     """A positive byte count: an int, or text such as ``"512MiB"`` or ``"1.5 GB"``."""
     match = SIZE_PATTERN.match(value) if isinstance(value, str) else None
-    if match and match.group(2).lower() in SIZE_UNITS:
-        size = int(float(match.group(1)) * SIZE_UNITS[match.group(2).lower()])
+    if match and match.group(2).lower() in SIZE_UNITS and len(match.group(1)) <= MAX_DIGITS:
+        whole, _, fraction = match.group(1).partition(".")
+        unit = SIZE_UNITS[match.group(2).lower()]
+        size = int(whole) * unit + int(fraction or "0") * unit // 10 ** len(fraction)
     elif isinstance(value, int) and not isinstance(value, bool):
         size = value
     else:
         size = 0
-    if size < 1:
+    if not 1 <= size <= MAX_SIZE:
         raise ConfigurationError(
-            f"{key} must be a positive size in bytes, got {_short(value)}",
+            f"{key} must be a positive size in bytes up to 8 EiB, got {short_repr(value)}",
             hint='e.g. 2147483648, "2GiB" or "1500MB" (units: B, KB, MB, GB, KiB, MiB, GiB)',
         )
     return size
@@ -167,7 +216,7 @@ def reject_unknown_keys(mapping: Mapping[str, Any], allowed: tuple[str, ...], ke
     unknown = sorted(set(mapping) - set(allowed))
     if unknown:
         raise ConfigurationError(
-            f"unknown key(s) {', '.join(map(str, unknown))} at {key}{where}",
+            f"unknown key(s) {', '.join(str(k)[:40] for k in unknown[:10])} at {key}{where}",
             hint=f"allowed keys are: {', '.join(allowed)}",
         )
 
@@ -175,7 +224,7 @@ def reject_unknown_keys(mapping: Mapping[str, Any], allowed: tuple[str, ...], ke
 def _name(value: Any, key: str, where: str) -> str:
     if not isinstance(value, str) or not NAME_PATTERN.match(value):
         raise ConfigurationError(
-            f"{key}{where} must be a backend name, got {_short(value)}",
+            f"{key}{where} must be a backend name, got {short_repr(value)}",
             hint="use a name such as 'pytorch' or 'openvino'",
         )
     return value
@@ -184,7 +233,7 @@ def _name(value: Any, key: str, where: str) -> str:
 def _names(value: Any, key: str, where: str) -> tuple[str, ...]:
     if not isinstance(value, list) or not value:
         raise ConfigurationError(
-            f"{key}{where} must be a non-empty list of backend names, got {_short(value)}",
+            f"{key}{where} must be a non-empty list of backend names, got {short_repr(value)}",
             hint="e.g. [openvino, pytorch]",
         )
     names = tuple(_name(item, f"{key}[{i}]", where) for i, item in enumerate(value))
@@ -195,13 +244,8 @@ def _section(value: Any, key: str, where: str) -> dict[str, Any]:
     section = _mapping(value, key, where)
     if "enable_fallback" in section and not isinstance(section["enable_fallback"], bool):
         raise ConfigurationError(
-            f"{key}.enable_fallback{where} must be true or false, got {_short(section['enable_fallback'])}"
+            f"{key}.enable_fallback{where} must be true or false, got {short_repr(section['enable_fallback'])}"
         )
     if "device" in section and (not isinstance(section["device"], str) or not section["device"]):
-        raise ConfigurationError(f"{key}.device{where} must be a device name, got {_short(section['device'])}")
+        raise ConfigurationError(f"{key}.device{where} must be a device name, got {short_repr(section['device'])}")
     return section
-
-
-def _short(value: Any, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."

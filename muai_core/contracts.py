@@ -122,7 +122,9 @@ class GenerationRequest:
                 hint="use do_sample=False for greedy decoding instead of temperature=0",
             )
         if not _is_real(self.top_p) or not 0 < self.top_p <= 1:
-            raise InvalidInputError(f"top_p must be in (0, 1], got {self.top_p!r}")
+            raise InvalidInputError(
+                f"top_p must be in (0, 1], got {self.top_p!r}", hint="e.g. top_p=0.9; top_p=1 keeps every token"
+            )
         if self.seed is not None:
             _check_int("seed", self.seed, minimum=0, maximum=2**32 - 1)
         if self.streamer is not None and not callable(self.streamer):

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import re
+import reprlib
 from pathlib import Path
+from typing import Any
 
 #: Set to 1 to keep absolute paths in error messages (they are shortened by default).
 FULL_PATHS_ENV = "MUAI_FULL_PATHS"
@@ -15,30 +17,71 @@ class BackendError(Exception):
     """Base of every muai error.
 
     ``hint`` is the next step for the user; it is appended to the message. Absolute paths outside the
-    working directory are shortened to their last two parts (``$MUAI_FULL_PATHS=1`` keeps them).
+    working directory are shortened to their last two parts when the message is shown (``str``, ``reason``,
+    ``hint``; ``$MUAI_FULL_PATHS=1`` keeps them); ``message`` and ``raw_hint`` keep the text as raised.
     """
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
-        self.reason = redact_paths(message)
-        self.hint = None if hint is None else redact_paths(hint)
-        super().__init__(f"{self.reason.rstrip('.')}. {self.hint}" if self.hint else self.reason)
+        super().__init__(message)
+        self.message = message
+        self.raw_hint = hint
+
+    @property
+    def reason(self) -> str:
+        return redact_paths(self.message)
+
+    @property
+    def hint(self) -> str | None:
+        return None if self.raw_hint is None else redact_paths(self.raw_hint)
+
+    def __str__(self) -> str:
+        reason, hint = self.reason, self.hint
+        return f"{reason.rstrip('.')}. {hint}" if hint else reason
 
 
 def redact_paths(text: str) -> str:
     """``text`` with paths under the working directory made relative and other absolute paths shortened."""
     if os.environ.get(FULL_PATHS_ENV, "") == "1":
         return text
-    cwd = Path.cwd()
+    try:
+        cwd: Path | None = Path.cwd()
+    except OSError:  # the working directory was removed: every absolute path is outside it
+        cwd = None
 
     def shorten(match: re.Match[str]) -> str:
         raw = match.group(0)
         path = Path(raw.rstrip("."))
         tail = raw[len(str(path)) :] if raw.startswith(str(path)) else ""
-        if path.is_relative_to(cwd):
+        if cwd is not None and path.is_relative_to(cwd):
             return (str(path.relative_to(cwd)) or ".") + tail
-        return "…/" + "/".join(path.parts[-2:]) + tail if len(path.parts) > 1 else raw
+        names = path.parts[1:]
+        return "…/" + "/".join(names[-2:]) + tail if len(names) > 2 else raw
 
     return _ABSOLUTE_PATH.sub(shorten, text)
+
+
+class _BoundedRepr(reprlib.Repr):
+    """``reprlib`` with every container, string and number cut before it is formatted."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.maxlevel = 3
+        self.maxdict = self.maxlist = self.maxtuple = self.maxset = self.maxfrozenset = self.maxdeque = 4
+        self.maxstring = self.maxother = self.maxlong = 40
+
+    def repr_int(self, x: int, level: int) -> str:
+        if x.bit_length() > 128:  # repr() of a huge int is slow, and refused past 4300 digits
+            return f"<a number of about {int(x.bit_length() * 0.30103) + 1} digits>"
+        return super().repr_int(x, level)
+
+
+_BOUNDED = _BoundedRepr()
+
+
+def short_repr(value: Any, limit: int = 60) -> str:
+    """``repr(value)`` cut to ``limit`` characters, without ever formatting more than a bounded part of it."""
+    text = _BOUNDED.repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 class ConfigurationError(BackendError, ValueError):

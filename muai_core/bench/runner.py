@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from muai_core.errors import ConfigurationError
@@ -47,7 +47,6 @@ class BenchSettings:
     warmup: int = 1
     device: str = "cpu"
     config: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def run_bench(settings: BenchSettings, progress: Callable[[str], None] = print) -> list[dict[str, Any]]:

@@ -71,3 +71,22 @@ def test_manager_arguments_are_checked_before_use(registry, device, cached, cach
         return
     assert isinstance(manager.device, str) and manager.max_cached_models >= 1
     assert not (isinstance(cache_bytes, float) and math.isnan(cache_bytes))
+
+
+@settings(max_examples=200)
+@given(
+    key=st.sampled_from(["backend.default", "backend.priority", "backend.openvino", "models_dir", "max_cache_bytes"]),
+    fanouts=st.lists(st.integers(min_value=1, max_value=12), min_size=1, max_size=10),
+)
+def test_nested_aliases_load_or_are_refused_within_the_deadline(muai_workdir, key, fanouts):
+    anchors = ["&a0 [lol, lol]"]
+    for level, fanout in enumerate(fanouts, 1):
+        anchors.append(f"&a{level} [" + ", ".join([f"*a{level - 1}"] * fanout) + "]")
+    outer, _, inner = key.partition(".")
+    value = "[" + ", ".join(anchors) + "]"
+    path = muai_workdir / "system.yaml"
+    path.write_text(f"{outer}: {{{inner}: {value}}}" if inner else f"{outer}: {value}", encoding="utf-8")
+    try:
+        load_config(path)
+    except ConfigurationError as exc:
+        assert "system.yaml" in str(exc) and len(str(exc)) < 500

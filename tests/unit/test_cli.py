@@ -40,7 +40,6 @@ def test_generate_streams(capsys):
     ("argv", "message"),
     [
         (["generate", "m", "x", "--backend", "nope"], "unknown backend 'nope'"),
-        (["generate", "m", "x", "--backend", "counting", "--max-new-tokens", "0"], "max_new_tokens must be >= 1"),
         (["generate", "m", "", "--backend", "counting"], "prompt is empty"),
         (["generate", "../../etc", "x", "--backend", "counting"], "not a valid model name"),
     ],
@@ -53,9 +52,66 @@ def test_errors_are_one_line_with_a_hint_and_exit_2(capsys, argv, message):
     assert "Traceback" not in err
 
 
+@pytest.mark.parametrize(
+    ("flags", "message", "hint"),
+    [
+        (["--max-new-tokens", "0"], "--max-new-tokens must be at least 1, got 0", "--max-new-tokens 1"),
+        (["--top-p", "1.5"], "--top-p must be in (0, 1], got 1.5", "--top-p 0.9"),
+        (["--top-k", "-1"], "--top-k must be at least 0", "--top-k 1"),
+        (["--temperature", "-1"], "--temperature must be a finite number >= 0", "--temperature 0 means greedy"),
+        (["--temperature", "nan"], "--temperature must be a finite number >= 0", "--temperature 0.7"),
+        (["--seed", "-3"], "--seed must be at least 0 and at most 4294967295", "--seed 1"),
+        (["--temperature", "0", "--top-p", "0.9"], "--temperature 0 means greedy decoding", "drop"),
+        (["--precision", "FP64"], "--precision must be one of FP32, FP16, INT8, got FP64", "INT8"),
+        (["--precision", "int8"], "--precision chooses an OpenVINO export, so it does not apply to --backend counting",
+         "--backend openvino"),
+    ],
+)  # fmt: skip
+def test_generate_errors_name_the_flags(capsys, flags, message, hint):
+    assert main(["generate", "m", "x", "--backend", "counting", *flags]) == 2
+    error, hint_line = capsys.readouterr().err.splitlines()
+    assert error.startswith(f"muai: error: {message}") and hint_line.startswith("hint: ") and hint in hint_line
+    assert "_" not in error + hint_line  # flags, not keyword arguments such as max_new_tokens
+
+
+def test_temperature_zero_means_greedy(capsys):
+    assert main(["generate", "m", "ab", "--backend", "counting", "--max-new-tokens", "3", "--temperature", "0"]) == 0
+    assert capsys.readouterr().out.strip() == "cde"
+
+
+def test_precision_without_backend_runs_openvino_with_that_precision(capsys):
+    config = write_config("backend: {priority: [counting]}")
+    argv = ["--config", config, "generate", "m", "ab", "--precision", "int8", "--max-new-tokens", "3"]
+    assert main(argv) == 0  # openvino has no export of m, so it falls back to counting
+    assert "[counting (fallback)] 3 tokens" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--backends", ","], "--backends names no backend: ','"),
+        (["--backends", "counting,:INT8"], "--backends has a target without a backend: ':INT8'"),
+        (["--backends", "nope"], "unknown backend 'nope'"),
+        (["--backends", "counting:INT8"], "--precision chooses an OpenVINO export"),
+        (["--out", "/dev/null/x"], "--out …/null/x: /dev/null is not a folder"),
+        (["--warmup", "-1"], "--warmup must be at least 0"),
+        (["--runs", "0"], "--runs must be at least 1"),
+    ],
+)
+def test_bench_checks_its_flags_before_any_work(capsys, flags, message):
+    assert main(["bench", "m", "--backends", "counting", *flags]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"muai: error: {message}") and "\nhint: " in err and "muai bench:" not in err
+
+
 def test_debug_shows_the_traceback(capsys):
     assert main(["--debug", "generate", "m", "x", "--backend", "nope"]) == 2
     assert "Traceback" in capsys.readouterr().err
+
+
+def test_debug_is_read_from_the_parsed_flags_not_from_the_prompt(capsys):
+    assert main(["generate", "--backend", "nope", "m", "--", "--debug"]) == 2
+    assert "Traceback" not in capsys.readouterr().err
 
 
 def test_explain_lists_each_attempt(capsys):

@@ -42,7 +42,6 @@ def test_seed_schema_parses():
     assert config.backend_settings("pytorch") == {"device": "cpu", "dtype": "float32"}
     assert config.model_overrides == {"gpt2": ("openvino",), "t5-small": ("pytorch",)}
     assert config.models["gpt2"]["openvino_path"] == "models/openvino/gpt2"
-    assert config.fallback_enabled("openvino") and config.fallback_enabled("unknown")
     assert config.source == "config/system.yaml"
 
 
@@ -104,3 +103,53 @@ def test_non_utf8_file_is_a_configuration_error(tmp_path):
 def test_directory_instead_of_file_is_rejected(tmp_path):
     with pytest.raises(ConfigurationError, match="not a file"):
         load_config(tmp_path)
+
+
+def _billion_laughs(key: str) -> str:
+    """About 350 bytes of YAML whose aliases expand to 9**9 strings under ``key``."""
+    anchors = ['&a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    for previous, name in zip("abcdefgh", "bcdefghi", strict=True):
+        anchors.append(f"&{name} [" + ", ".join([f"*{previous}"] * 9) + "]")
+    document = {"backend.default": "backend:\n  default: [{}]\n", "models_dir": "models_dir: [{}]\n"}[key]
+    return document.format(", ".join(anchors))
+
+
+@pytest.mark.parametrize("key", ["backend.default", "models_dir"])
+def test_aliases_that_expand_without_bound_are_refused_by_key(key):
+    with pytest.raises(ConfigurationError, match=rf"^{key}\[5\] in .* expands past 1 MB through aliases"):
+        load_config(write_config(_billion_laughs(key)))
+
+
+def test_aliases_within_the_bound_still_work():
+    text = "backend:\n  openvino: &shared {device: CPU}\n  numpy: *shared\n"
+    assert load_config(write_config(text)).backend_settings("numpy") == {"device": "CPU"}
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("backend: " + "[" * 5000 + "]" * 5000, r"^backend\[0\].* nests deeper than 32 levels"),
+        ("backend: &a {x: *a}", r"^backend\.x in .* has an alias inside its own anchor"),
+        ("max_cache_bytes: " + "9" * 5000, r"^max_cache_bytes in .* is a number of 5000 digits"),
+        ("max_cache_bytes: '" + "9" * 400 + " GiB'", r"^max_cache_bytes in .* must be a positive size"),
+        ("max_cache_bytes: 99999999999999999999999", r"^max_cache_bytes in .* up to 8 EiB"),
+    ],
+)
+def test_oversized_values_name_the_key_with_a_hint(text, message):
+    with pytest.raises(ConfigurationError, match=message) as info:
+        load_config(write_config(text))
+    assert info.value.hint
+
+
+def test_fractional_sizes_are_exact():
+    assert parse_config({"max_cache_bytes": "1.5 GB"}).max_cache_bytes == 1_500_000_000
+    assert parse_config({"max_cache_bytes": "0.5KiB"}).max_cache_bytes == 512
+
+
+def test_values_in_errors_are_cut_before_they_are_formatted():
+    huge = [[["x" * 10**6] * 1000] * 1000] * 1000  # a billion references: repr() would not finish
+    with pytest.raises(ConfigurationError, match=r"models_dir must be a directory path, got \[\[\[") as info:
+        parse_config({"models_dir": huge})
+    assert len(str(info.value)) < 200
+    with pytest.raises(ConfigurationError, match="non-text key <a number of about 5000 digits>"):
+        parse_config({"models": {10**4999: {}}})
