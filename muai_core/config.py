@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from muai_core import locations
 from muai_core.errors import ConfigurationError, short_repr
 
 CONFIG_ENV = "MUAI_CONFIG"
@@ -57,7 +58,9 @@ class MuaiConfig:
 
 
 def config_path(path: str | os.PathLike[str] | None = None) -> Path:
-    return Path(path or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG_PATH)
+    """``path``, else ``$MUAI_CONFIG``, else ``config/system.yaml`` of the project around the working directory."""
+    chosen = path or os.environ.get(CONFIG_ENV)
+    return Path(chosen) if chosen else locations.base_dir() / DEFAULT_CONFIG_PATH
 
 
 def load_config(path: str | os.PathLike[str] | None = None) -> MuaiConfig:

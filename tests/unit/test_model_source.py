@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from muai_core.config import parse_config
+from muai_core.config import load_config, parse_config
 from muai_core.errors import ModelLoadError
 from muai_core.model_source import directory_eos_ids, eos_token_ids, home_models_dir, json_object, resolve_model
 
@@ -117,3 +117,14 @@ def test_the_project_models_dir_comes_before_the_user_home(monkeypatch, tmp_path
     make_dir("models/tiny")
     assert resolve_model("tiny", parse_config({})).source == os.path.join("models", "tiny")
     assert home_models_dir(parse_config({})) == Path("models")
+
+
+def test_the_project_config_is_found_from_a_subfolder(monkeypatch):
+    make_dir("config")
+    Path("config/system.yaml").write_text("models_dir: store\n")
+    make_dir("store/tiny")
+    make_dir("src")
+    monkeypatch.chdir("src")
+    config = load_config()
+    assert config.models_dir == "store" and Path(config.source).resolve() == Path("../config/system.yaml").resolve()
+    assert Path(resolve_model("tiny", config).source).resolve() == Path("../store/tiny").resolve()
