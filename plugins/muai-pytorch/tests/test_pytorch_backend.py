@@ -195,3 +195,15 @@ def test_doctor_shows_torch_and_its_devices(capsys):
     assert main(["doctor"]) == 0
     out = capsys.readouterr().out
     assert "torch devices cpu" in out and "transformers" in out
+
+
+def test_generate_prints_no_loading_progress_bar(tiny_models, capfd):
+    from transformers.utils import logging as hf_logging
+
+    from muai_core.cli import main
+
+    assert hf_logging.is_progress_bar_enabled()
+    assert main(["generate", tiny_models["llama"], "Hello", "--backend", "pytorch", "--max-new-tokens", "2"]) == 0
+    err = capfd.readouterr().err
+    assert "Loading weights" not in err and "%|" not in err, err
+    assert hf_logging.is_progress_bar_enabled(), "the caller's progress-bar setting must be restored"

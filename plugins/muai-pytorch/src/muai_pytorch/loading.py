@@ -6,7 +6,8 @@ import gc
 import os
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,19 @@ def load(request: LoadRequest) -> PyTorchModel:
     else:
         offline = hub_offline()
 
+    with quiet_progress():
+        tokenizer, model = _load_both(request, settings, offline, pickle)
+    model.to(settings.device).eval()
+    config = model.config
+    context = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+    eos = model.generation_config.eos_token_id  # generation_config.json's, else config.json's, else the tokenizer's
+    if eos is None:
+        eos = config.eos_token_id if config.eos_token_id is not None else tokenizer.eos_token_id
+    eos = eos_token_ids(eos, request.model_name)
+    return PyTorchModel(model, tokenizer, settings.device, settings.dtype, request.source, context, eos)
+
+
+def _load_both(request: LoadRequest, settings: Any, offline: bool, pickle: bool) -> tuple[Any, Any]:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -64,14 +78,36 @@ def load(request: LoadRequest) -> PyTorchModel:
             local_files_only=offline,
         ),
     )
-    model.to(settings.device).eval()
-    config = model.config
-    context = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
-    eos = model.generation_config.eos_token_id  # generation_config.json's, else config.json's, else the tokenizer's
-    if eos is None:
-        eos = config.eos_token_id if config.eos_token_id is not None else tokenizer.eos_token_id
-    eos = eos_token_ids(eos, request.model_name)
-    return PyTorchModel(model, tokenizer, settings.device, settings.dtype, request.source, context, eos)
+    return tokenizer, model
+
+
+@contextmanager
+def quiet_progress() -> Iterator[None]:
+    """transformers' progress bars ("Loading weights") off while models load, restored after the last one."""
+    from transformers.utils import logging as hf_logging
+
+    with _quiet.lock:
+        if _quiet.loads == 0:
+            _quiet.restore = hf_logging.is_progress_bar_enabled()
+            hf_logging.disable_progress_bar()
+        _quiet.loads += 1
+    try:
+        yield
+    finally:
+        with _quiet.lock:
+            _quiet.loads -= 1
+            if _quiet.loads == 0 and _quiet.restore:
+                hf_logging.enable_progress_bar()
+
+
+@dataclass
+class _QuietLoads:
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    loads: int = 0
+    restore: bool = False
+
+
+_quiet = _QuietLoads()
 
 
 def memory_bytes(handle: PyTorchModel) -> int:
