@@ -90,8 +90,12 @@ def _acquire(lock: Path, on_wait: Callable[[], None] | None, hint: str) -> int:
 
 def _tidy(target: Path) -> None:
     """Remove the staging folders of killed writers; put back a target left moved aside by a cut-short swap."""
-    partial, old = f".{target.name}.partial-", f".{target.name}.old-"
-    leftovers = [p for p in target.parent.iterdir() if p.name.startswith((partial, old)) and not p.is_symlink()]
+    partial, old = f".{target.name}.partial", f".{target.name}.old-"  # ".partial" alone: muai before #14
+    leftovers = [
+        p
+        for p in target.parent.iterdir()
+        if (p.name == partial or p.name.startswith((f"{partial}-", old))) and not p.is_symlink()
+    ]
     for path in leftovers:
         if path.name.startswith(old) and not os.path.lexists(target):
             path.rename(target)

@@ -62,6 +62,7 @@ def test_leftovers_of_a_killed_writer_are_tidied_and_a_target_moved_aside_is_put
         assert contents(target) == {MARKER: "old", "weights.bin": "oldoldold"}
         assert sorted(p.name for p in tmp_path.iterdir()) == [".gpt2.lock", "gpt2"]
     (tmp_path / ".gpt2.partial-87654321").mkdir()  # with the target in place, a stale staging folder just goes
+    (tmp_path / ".gpt2.partial").mkdir()  # as older muai named it
     write(target, "new")
     assert [p.name for p in tmp_path.iterdir()] == ["gpt2"]
 
