@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 from muai_core.contracts import LoadRequest
-from muai_core.errors import ModelLoadError
+from muai_core.errors import ConfigurationError, ModelLoadError
+from muai_core.model_source import HUB_ID
 
 XML = "openvino_model.xml"
 BIN = "openvino_model.bin"
@@ -17,11 +19,22 @@ REQUIRED = (XML, BIN, TOKENIZER, "config.json", MANIFEST)
 
 
 def ir_dir(request: LoadRequest, cache_dir: str, precision: str) -> Path:
-    """``models.<name>.openvino_path`` from the config, else ``{cache_dir}/{name}`` (FP32) or ``{name}-int8``."""
+    """``models.<name>.openvino_path`` from the config, else ``{cache_dir}/{name}`` (FP32) or ``{name}-int8``.
+
+    The latter must not lead outside ``cache_dir`` through a link.
+    """
     configured = request.paths.get("openvino_path")
     if configured:
         return Path(configured)
-    return Path(cache_dir) / ir_dir_name(model_label(request.model_name, request.source, request.is_local), precision)
+    label = model_label(request.model_name, request.source, request.is_local)
+    directory = Path(cache_dir) / ir_dir_name(label, precision)
+    if os.path.lexists(directory) and not directory.resolve().is_relative_to(Path(cache_dir).resolve()):
+        raise ModelLoadError(
+            f"the export {directory} links outside {cache_dir}",
+            hint=f"move the export into {cache_dir}, or name its folder in the config: "
+            f"models.{request.model_name}.openvino_path",
+        )
+    return directory
 
 
 def ir_dir_name(label: str, precision: str) -> str:
@@ -29,8 +42,20 @@ def ir_dir_name(label: str, precision: str) -> str:
 
 
 def model_label(model_name: str, source: str, is_local: bool) -> str:
-    """The name an export is filed under: a model given as a directory path is filed by its last part."""
-    return Path(model_name).name if is_local and source == model_name else model_name
+    """The name an export is filed under: a model name as it is, a model given as a directory path under the
+    last part of the directory it resolves to (``.`` inside ``models/gpt2`` files as ``gpt2``).
+
+    A label that is not a usable model name (``..``, an absolute path, ...) is a ``ConfigurationError``.
+    """
+    given_as_path = is_local and Path(source) == Path(model_name).expanduser()
+    label = Path(source).resolve().name if given_as_path else model_name
+    if not HUB_ID.fullmatch(label):
+        raise ConfigurationError(
+            f"an export of {model_name!r} would be filed under {label!r}, which is not a usable model name",
+            hint="name the model with letters, digits, '.', '_' and '-', starting with a letter or digit "
+            "(its key under models: in the config, or its directory's name)",
+        )
+    return label
 
 
 def export_command(name: str, precision: str = "FP32") -> str:
@@ -39,12 +64,20 @@ def export_command(name: str, precision: str = "FP32") -> str:
 
 
 def check_ir_dir(directory: Path, name: str, precision: str = "FP32") -> dict[str, Any]:
-    """Every required file must exist and the manifest must parse; returns the manifest."""
+    """Every required file must be there, no file may link outside ``directory``, the manifest must parse,
+    and each file must have the size the export recorded; returns the manifest."""
     command = export_command(name, precision)
     for file in REQUIRED:
         if not (directory / file).is_file():
             raise ModelLoadError(
                 f"OpenVINO model file not found: {directory / file}", hint=f"export it first: {command}"
+            )
+    inside = directory.resolve()
+    for entry in directory.iterdir():
+        if entry.is_symlink() and not entry.resolve().is_relative_to(inside):
+            raise ModelLoadError(
+                f"{entry} links outside the export {directory}",
+                hint=f"replace the link with the file itself, or export again: {command}",
             )
     try:
         manifest = json.loads((directory / MANIFEST).read_text(encoding="utf-8"))
@@ -52,4 +85,19 @@ def check_ir_dir(directory: Path, name: str, precision: str = "FP32") -> dict[st
         raise ModelLoadError(f"{directory / MANIFEST} is unreadable: {exc}", hint=f"export again: {command}") from exc
     if not isinstance(manifest, dict) or not manifest.get("stateful"):
         raise ModelLoadError(f"{directory} does not hold a stateful muai export", hint=f"export again: {command}")
+    _check_sizes(directory, manifest.get("files"), command)
     return manifest
+
+
+def _check_sizes(directory: Path, files: object, command: str) -> None:
+    """Each file the manifest records (exports before muai recorded files have none) must have its size."""
+    if not isinstance(files, dict):
+        return
+    for entry in directory.iterdir():
+        record = files.get(entry.name)
+        size = record.get("size") if isinstance(record, dict) else None
+        if size is not None and entry.is_file() and entry.stat().st_size != size:
+            raise ModelLoadError(
+                f"{entry} has {entry.stat().st_size} bytes, the export wrote {size}",
+                hint=f"the export is damaged; export again: {command}",
+            )

