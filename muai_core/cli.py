@@ -15,8 +15,11 @@ from pathlib import Path
 from muai_core import __version__
 from muai_core.bench import report
 from muai_core.bench.runner import DEFAULT_PROMPT, BenchSettings, Target, run_bench
+from muai_core.config import load_config
 from muai_core.errors import BackendError, ConfigurationError, short_repr
+from muai_core.inventory import installed_models
 from muai_core.manager import ModelManager
+from muai_core.model_source import models_dirs
 from muai_core.plugins import default_registry
 
 EXIT_ERROR = 2
@@ -60,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("model")
     explain.add_argument("--backend", help="backend to try first")
     explain.set_defaults(func=cmd_explain)
+
+    models = commands.add_parser("models", help="list installed models: where, in which formats, their disk size")
+    models.set_defaults(func=cmd_models)
 
     doctor = commands.add_parser("doctor", help="versions, devices and config problems, without loading a model")
     doctor.set_defaults(func=cmd_doctor)
@@ -175,6 +181,21 @@ def _at_least(flag: str, value: int | None, minimum: int, maximum: int | None = 
         raise ConfigurationError(
             f"{flag} must be at least {minimum}{upper}, got {value}", hint=f"e.g. {flag} {max(minimum, 1)}"
         )
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    models = installed_models(config)
+    for model in models:
+        size = f"{model.size_bytes / 2**20:.0f} MiB"
+        print(f"{model.name:<24} {size:>10}  {', '.join(model.formats):<40} {model.directory}")
+    searched = ", ".join(str(root) for root in models_dirs(config))
+    print(f"{len(models)} model(s) in {searched}" if models else f"no models installed in {searched}")
+    installed = {model.name for model in models}
+    for name, command in sorted(default_registry().known_models().items()):
+        if name not in installed:
+            print(f"{name:<24} not installed; get it with: {command}")
+    return 0
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:

@@ -81,6 +81,14 @@ def muai_diagnostics() -> list[str]:
     """Lines for ``muai doctor``: runtime versions and devices this plugin sees. May import its runtime."""
 
 
+@hookspec
+def muai_known_models() -> dict[str, str]:
+    """Models this plugin can fetch without the user naming a source: ``{name: the command that gets it}``.
+
+    ``muai models`` lists them, and a model that is not installed is answered with its command.
+    """
+
+
 #: The hooks that make a plugin a backend.
 BACKEND_HOOKS = (
     "muai_backend_available",

@@ -13,7 +13,7 @@ import pluggy
 
 from muai_core import hookspecs
 from muai_core.backend import Backend
-from muai_core.errors import BackendError, ConfigurationError
+from muai_core.errors import BackendError, ConfigurationError, PluginError, short_repr
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +110,15 @@ class PluginRegistry:
             return self._backends[name]
         except KeyError:
             raise self.unknown_backend_error(name) from None
+
+    def known_models(self) -> dict[str, str]:
+        """``{model name: command that fetches it}`` from every plugin's ``muai_known_models``."""
+        known: dict[str, str] = {}
+        for answer in self.pm.hook.muai_known_models():
+            if not isinstance(answer, dict):
+                raise PluginError(f"muai_known_models must return a dict of name -> command, got {short_repr(answer)}")
+            known.update({k: v for k, v in answer.items() if isinstance(k, str) and isinstance(v, str)})
+        return known
 
     def check_backend_name(self, name: object, *, what: str = "backend") -> str:
         """Accept an installed backend, or a known one that is not installed; reject anything else."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from muai_core.cli import main
@@ -154,3 +156,21 @@ def test_doctor_names_an_unavailable_backend(capsys):
     with registered(FaultyBackend(fail_on=frozenset({"available"})), "down"):
         assert main(["doctor"]) == 2
     assert "problem: backend down is unavailable: injected" in capsys.readouterr().out
+
+
+def test_models_lists_what_is_installed_where(capsys, tmp_path):
+    weights = Path("models/tiny/model.safetensors")
+    weights.parent.mkdir(parents=True)
+    weights.write_bytes(b"\0" * 3 * 2**20)
+    Path("models/tiny/config.json").write_text("{}")
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split() == ["tiny", "3", "MiB", "safetensors", str(Path("models/tiny"))]
+    assert out[1].startswith("1 model(s) in models, ") and out[1].endswith(
+        str(tmp_path.parent / f"{tmp_path.name}-muai-home" / "models")
+    )
+
+
+def test_models_says_where_it_looked_when_nothing_is_installed(capsys):
+    assert main(["models"]) == 0
+    assert "no models installed in models, " in capsys.readouterr().out

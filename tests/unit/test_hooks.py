@@ -69,3 +69,18 @@ def test_hook_muai_diagnostics(capsys):
     with registered(Diagnosed(), "diagnosed"), registered(FaultyBackend(fail_on=frozenset()), "other"):
         main(["doctor"])
     assert "diagnosed devices: abacus" in capsys.readouterr().out
+
+
+def test_hook_muai_known_models(capsys, tmp_path):
+    class Catalogue(CountingBackend):
+        @hookimpl
+        def muai_known_models(self):
+            return {"abacus-1b": "muai fetch abacus-1b", "tiny": "muai fetch tiny"}
+
+    (tmp_path / "models" / "tiny").mkdir(parents=True)
+    (tmp_path / "models" / "tiny" / "config.json").write_text("{}")
+    with registered(Catalogue(), "catalogue"):
+        assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert "abacus-1b                not installed; get it with: muai fetch abacus-1b" in out
+    assert "tiny" in out and "muai fetch tiny" not in out, "an installed model is not offered again"

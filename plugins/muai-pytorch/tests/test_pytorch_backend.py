@@ -207,3 +207,7 @@ def test_generate_prints_no_loading_progress_bar(tiny_models, capfd):
     err = capfd.readouterr().err
     assert "Loading weights" not in err and "%|" not in err, err
     assert hf_logging.is_progress_bar_enabled(), "the caller's progress-bar setting must be restored"
+
+
+def test_the_builtin_model_is_known_with_its_pull_command():
+    assert default_registry().known_models()["smollm2-135m"] == "muai pull smollm2-135m"

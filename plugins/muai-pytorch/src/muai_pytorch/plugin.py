@@ -10,6 +10,7 @@ from typing import Any
 from muai_core import hookimpl
 from muai_core.contracts import Availability, GenerationRequest, GenerationResult, LoadRequest
 from muai_pytorch import commands, generation, loading
+from muai_pytorch.pull import BUILTIN
 
 REQUIRED_MODULES = ("torch", "transformers", "safetensors")
 #: ``dtype`` setting -> the element type muai's model info reports as ``inference_precision``.
@@ -41,6 +42,10 @@ class PyTorchBackend:
     @hookimpl
     def muai_unload_model(self, model: loading.PyTorchModel) -> None:
         loading.unload(model)
+
+    @hookimpl
+    def muai_known_models(self) -> dict[str, str]:
+        return {name: f"muai pull {name}" for name in BUILTIN}
 
     @hookimpl
     def muai_diagnostics(self) -> list[str]:
