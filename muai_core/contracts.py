@@ -30,6 +30,8 @@ class LoadRequest:
     ``source`` is a local directory when ``is_local``, else a Hugging Face hub id.
     ``paths`` holds the model's ``models.<name>`` config entries (e.g. ``openvino_path``).
     ``settings`` is the backend's own config section (``backend.<name>``).
+    ``models_dir`` is the models directory the model is filed under; files a backend derives from the model
+    (exports, compiled caches) belong in a folder of its own under it, e.g. ``{models_dir}/openvino``.
     """
 
     model_name: str
@@ -39,6 +41,7 @@ class LoadRequest:
     device: str
     settings: Mapping[str, Any] = field(default_factory=dict)
     paths: Mapping[str, str] = field(default_factory=dict)
+    models_dir: str = "models"
 
     def require_model_type(self, supported: tuple[str, ...], backend: str) -> None:
         """Raise ``InvalidInputError`` when this backend cannot load ``model_type``."""

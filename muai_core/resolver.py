@@ -183,6 +183,7 @@ class Resolver:
             device=str(settings.get("device", plan.device)),
             settings=settings,
             paths=plan.source.paths,
+            models_dir=plan.source.models_dir,
         )
         return backend, backend.load(request)
 

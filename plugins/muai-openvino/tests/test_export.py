@@ -277,3 +277,18 @@ def test_files_of_an_export_that_link_outside_it_are_refused(store, tmp_path):
     (cache / "gpt2" / BIN).symlink_to(elsewhere / "gpt2" / BIN)
     with pytest.raises(ModelLoadError, match=f"{BIN} links outside the export"):
         check_ir_dir(ir_dir(request, str(cache), "FP32"), "gpt2")
+
+
+def test_outside_a_project_pull_export_and_generate_use_the_user_home(store, tmp_path, monkeypatch, capsys):
+    home = Path(os.environ["MUAI_HOME"])
+    assert main(["pull", str(store / "models" / "tiny-llama"), "--name", "tiny"]) == 0
+    assert main(["export", "tiny"]) == 0
+    assert (home / "models" / "tiny" / "config.json").is_file()
+    assert (home / "models" / "openvino" / "tiny" / MANIFEST).is_file()
+    elsewhere = tmp_path / "somewhere" / "else"
+    elsewhere.mkdir(parents=True)
+    monkeypatch.chdir(elsewhere)
+    capsys.readouterr()
+    assert main(["generate", "tiny", "Hello", "--backend", "openvino", "--max-new-tokens", "3"]) == 0
+    assert "[openvino]" in capsys.readouterr().err
+    assert not list(tmp_path.glob("**/openvino_model.xml")), "nothing may be written under the working directory"

@@ -17,7 +17,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--precision", type=str.upper, choices=PRECISIONS, default="FP32", help="weights (default FP32)"
     )
     parser.add_argument("--all", action="store_true", help="export every model listed under models: in the config")
-    parser.add_argument("--cache-dir", help="where exports go (default: backend.openvino.cache_dir or models/openvino)")
+    parser.add_argument(
+        "--cache-dir",
+        help="where exports go (default: backend.openvino.cache_dir, else the models directory's openvino/)",
+    )
     parser.add_argument("--force", action="store_true", help="export again even if an up-to-date export exists")
 
 

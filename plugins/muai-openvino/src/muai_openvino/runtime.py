@@ -15,7 +15,7 @@ from muai_core.text_codec import TextCodec
 from muai_openvino.files import BIN, XML, check_ir_dir, export_command, ir_dir
 from muai_openvino.graph import logits_for_last_position, release_mapped_pages, to_paged_attention
 from muai_openvino.paged import PagedCache
-from muai_openvino.settings import OpenVINOSettings, available_device, parse_settings
+from muai_openvino.settings import OpenVINOSettings, available_device, exports_root, parse_settings
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ class OpenVINOModel:
 def load(request: LoadRequest) -> OpenVINOModel:
     request.require_model_type(MODEL_TYPES, "muai-openvino")
     settings = parse_settings(request.device, request.settings)
-    directory = ir_dir(request, settings.cache_dir, settings.precision)
+    directory = ir_dir(request, exports_root(request.models_dir, settings.cache_dir), settings.precision)
     manifest = check_ir_dir(directory, request.model_name, settings.precision)
     config = json_object(directory / "config.json", hint=REEXPORT)
     core = shared_core()

@@ -6,8 +6,10 @@ import logging
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from muai_core import locations
 from muai_core.config import reject_unknown_keys
 from muai_core.errors import ConfigurationError
 
@@ -31,13 +33,14 @@ HINTS = ("LATENCY", "THROUGHPUT", "CUMULATIVE_THROUGHPUT")
 KV_PRECISIONS = ("f32", "f16", "u8")
 ATTENTIONS = ("paged", "stateful")
 DEVICE_PATTERN = re.compile(r"^(CPU|NPU|GPU(\.\d+)?|AUTO(:[A-Z0-9.,]+)?)$")
-DEFAULT_CACHE_DIR = "models/openvino"
+#: Exports live in this folder of the models directory the model is filed under, unless cache_dir says otherwise.
+EXPORTS_FOLDER = "openvino"
 
 
 @dataclass(frozen=True)
 class OpenVINOSettings:
     device: str
-    cache_dir: str
+    cache_dir: str | None  # None: {models_dir}/openvino of the model
     compile_cache_dir: str | None
     num_streams: int | str
     performance_hint: str
@@ -82,7 +85,7 @@ def parse_settings(device: str, section: Mapping[str, Any]) -> OpenVINOSettings:
             raise ConfigurationError(f"backend.openvino.{key} must be a directory path, got {section[key]!r}")
     return OpenVINOSettings(
         device=normalize_device(device),
-        cache_dir=section.get("cache_dir", DEFAULT_CACHE_DIR),
+        cache_dir=section.get("cache_dir"),
         compile_cache_dir=section.get("compile_cache_dir"),
         num_streams=streams,
         performance_hint=hint,
@@ -92,6 +95,11 @@ def parse_settings(device: str, section: Mapping[str, Any]) -> OpenVINOSettings:
         mmap=mmap,
         attention=attention,
     )
+
+
+def exports_root(models_dir: str | Path, cache_dir: str | None) -> Path:
+    """Where exports live: ``cache_dir`` (relative to the project) when configured, else ``{models_dir}/openvino``."""
+    return locations.resolve(cache_dir) if cache_dir else Path(models_dir) / EXPORTS_FOLDER
 
 
 def normalize_device(device: str) -> str:

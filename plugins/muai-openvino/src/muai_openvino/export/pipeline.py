@@ -25,7 +25,7 @@ from muai_core.model_source import check_model_dir, resolve_model
 from muai_core.staging import staged_directory, target_lock
 from muai_openvino.export.compress import compress_int8
 from muai_openvino.files import BIN, MANIFEST, REQUIRED, XML, ir_dir_name, model_label
-from muai_openvino.settings import DEFAULT_CACHE_DIR, PRECISIONS
+from muai_openvino.settings import PRECISIONS, exports_root
 
 #: Files copied from the source model next to the IR (the tokenizer travels with the model).
 COPIED = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
@@ -58,7 +58,11 @@ def export_model(
         raise ModelLoadError(f"no local model '{name}' to export", hint=f"get it first: muai pull {name}")
     source_dir = Path(source.source)
     check_model_dir(source_dir, name)
-    root = Path(cache_dir or config.backend_settings("openvino").get("cache_dir", DEFAULT_CACHE_DIR))
+    root = (
+        Path(cache_dir)
+        if cache_dir
+        else exports_root(source.models_dir, config.backend_settings("openvino").get("cache_dir"))
+    )
     if os.path.lexists(root) and not root.is_dir():
         raise ConfigurationError(f"the export folder {root} is not a directory", hint=WRITABLE)
     label = model_label(name, source.source, source.is_local)
