@@ -28,6 +28,8 @@ from pathlib import Path
 from muai_core.bench import report
 from muai_core.bench.runner import DEFAULT_PROMPT, relate, run_worker, summary
 from muai_core.config import load_config
+from muai_core.model_source import resolve_model
+from muai_openvino.settings import exports_root
 
 #: genai's LLMPipeline converts the stateful IR to PagedAttention on CPU by default ("PA"); "SDPA" keeps the
 #: stateful graph muai runs, so that row compares the same graph driven two ways.
@@ -175,7 +177,10 @@ def main() -> int:
     if args.new_tokens < 2:
         parser.error("--new-tokens must be at least 2: a decode rate is timed between the first and the last token")
 
-    cache = Path(load_config().backend_settings("openvino").get("cache_dir", "models/openvino"))
+    config = load_config()
+    cache = exports_root(
+        resolve_model(args.model, config).models_dir, config.backend_settings("openvino").get("cache_dir")
+    )
     common = {"model": args.model, "prompt": args.prompt, "new_tokens": args.new_tokens, "runs": args.runs,
               "warmup": args.warmup, "device": "cpu", "config": None}  # fmt: skip
     have_genai = find_spec("openvino_genai") and find_spec("openvino_tokenizers")
