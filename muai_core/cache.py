@@ -32,6 +32,12 @@ class LRUCache(Generic[T]):
             self._entries.move_to_end(key)
             return entry[0]
 
+    def peek(self, key: str) -> T | None:
+        """The entry, without making it the most recently used."""
+        with self._lock:
+            entry = self._entries.get(key)
+            return None if entry is None else entry[0]
+
     def put(self, key: str, value: T, size: int = 0) -> None:
         with self._lock:
             self._entries[key] = (value, size)

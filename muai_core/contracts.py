@@ -54,6 +54,9 @@ class LoadRequest:
 
 _SAMPLING_KEYS = ("temperature", "top_k", "top_p")
 
+#: Below this, logits divided by the temperature overflow float32 (inf) on some backends; it is near-greedy anyway.
+MIN_TEMPERATURE = 1e-3
+
 
 @dataclass(frozen=True)
 class GenerationRequest:
@@ -119,10 +122,10 @@ class GenerationRequest:
         _check_bool("chat", self.chat)
         _check_bool("ignore_eos", self.ignore_eos)
         _check_int("top_k", self.top_k, minimum=0)
-        if not _is_real(self.temperature) or not 0 < self.temperature < math.inf:
+        if not _is_real(self.temperature) or not MIN_TEMPERATURE <= self.temperature < math.inf:
             raise InvalidInputError(
-                f"temperature must be a finite number > 0, got {self.temperature!r}",
-                hint="use do_sample=False for greedy decoding instead of temperature=0",
+                f"temperature must be a finite number >= {MIN_TEMPERATURE}, got {self.temperature!r}",
+                hint="lower temperatures overflow the scaled logits; use do_sample=False for greedy decoding",
             )
         if not _is_real(self.top_p) or not 0 < self.top_p <= 1:
             raise InvalidInputError(

@@ -1,15 +1,18 @@
-"""Validation of ``forward`` inputs, shared by backends: token ids in, int64 arrays out."""
+"""Validation shared by backends: ``forward``'s token ids in, int64 arrays out; a config's context length."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
 
-from muai_core.errors import InvalidInputError
+from muai_core.errors import InvalidInputError, ModelLoadError
 
 
-def token_arrays(inputs: Mapping[str, Any], vocab_size: int) -> tuple[Any, Any]:
-    """``(input_ids, attention_mask)`` as int64 numpy arrays of shape [batch, seq], checked."""
+def token_arrays(inputs: Mapping[str, Any], vocab_size: int, context_length: int | None = None) -> tuple[Any, Any]:
+    """``(input_ids, attention_mask)`` as int64 numpy arrays of shape [batch, seq], checked.
+
+    A sequence longer than ``context_length`` (the model's, where known) is refused.
+    """
     import numpy as np
 
     unknown = sorted(set(inputs) - {"input_ids", "attention_mask"})
@@ -18,6 +21,11 @@ def token_arrays(inputs: Mapping[str, Any], vocab_size: int) -> tuple[Any, Any]:
             f"unknown forward input(s): {', '.join(map(str, unknown))}", hint="pass input_ids and attention_mask only"
         )
     ids = _int_array(inputs["input_ids"], "input_ids")
+    if context_length is not None and ids.shape[1] > context_length:
+        raise InvalidInputError(
+            f"input_ids has {ids.shape[1]} positions but the model's context holds {context_length}",
+            hint=f"pass at most {context_length} token ids per sequence",
+        )
     if ids.min() < 0 or ids.max() >= vocab_size:
         raise InvalidInputError(f"input_ids must lie in [0, {vocab_size}), got values {ids.min()}..{ids.max()}")
     mask = inputs.get("attention_mask")
@@ -45,3 +53,26 @@ def _int_array(value: Any, name: str) -> Any:
     if array.dtype == bool or not np.issubdtype(array.dtype, np.integer):
         raise InvalidInputError(f"{name} must hold integers, got dtype {array.dtype}")
     return array.astype(np.int64)
+
+
+#: The config.json fields that give a model's context length, in the order they are read.
+CONTEXT_FIELDS = ("max_position_embeddings", "n_positions")
+
+
+def context_length(config: Mapping[str, Any], model_name: str) -> int | None:
+    """The context length in a model's config (the first of ``CONTEXT_FIELDS`` set), None when none is.
+
+    A value that is not a positive int raises ``ModelLoadError`` naming the field.
+    """
+    for name in CONTEXT_FIELDS:
+        value = config.get(name)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ModelLoadError(
+                f"{name} in the config.json of '{model_name}' must be a positive int (the context length), "
+                f"got {value!r}",
+                hint="fix config.json, or re-download the model (and export it again)",
+            )
+        return value
+    return None

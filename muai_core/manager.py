@@ -6,17 +6,18 @@ import os
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from muai_core.cache import LRUCache
 from muai_core.config import MuaiConfig, load_config, parse_size
-from muai_core.contracts import Attempt, GenerationRequest, GenerationResult
+from muai_core.contracts import Attempt, GenerationRequest, GenerationResult, Streamer
 from muai_core.errors import ConfigurationError, InvalidInputError, ModelLoadError
 from muai_core.leases import Leases
 from muai_core.model_source import resolve_model
 from muai_core.monitor import PerformanceMonitor, default_monitor
 from muai_core.plugins import PluginRegistry, default_registry
-from muai_core.resolver import LoadedModel, LoadPlan, Resolver
+from muai_core.resolver import CallerError, LoadedModel, LoadPlan, Resolver
 
 BackendChoice = str | Sequence[str] | None
 
@@ -141,10 +142,17 @@ class ModelManager:
     def generate_result(self, model_name: str, prompt: str, max_length: int = 100, **kwargs: Any) -> GenerationResult:
         """Like ``generate`` but returns the token ids, finish reason and timings as well."""
         request = GenerationRequest.from_kwargs(prompt, max_length, **kwargs)
+        streamer = None if request.streamer is None else _CallersStreamer(request.streamer)
+        if streamer is not None:
+            request = replace(request, streamer=streamer)
 
         def run(loaded: LoadedModel) -> GenerationResult:
             started = time.perf_counter()
-            result = loaded.backend.generate(loaded.handle, request)
+            try:
+                result = loaded.backend.generate(loaded.handle, request)
+            finally:
+                if streamer is not None and streamer.error is not None:
+                    raise CallerError(streamer.error)
             self._monitor.record_inference(
                 loaded.backend_name, model_name, time.perf_counter() - started, result.new_tokens, ttft=result.ttft_s
             )
@@ -190,22 +198,38 @@ class ModelManager:
         return self._monitor.compare_backends(backend1, backend2)
 
     def _run(self, model_name: str, stage: str, operation: Any) -> Any:
-        """Run on the cached model (loading it first if needed); it is not unloaded while this runs."""
+        """Run on the cached model (loading it first if needed); no model is unloaded while this runs on it.
+
+        A model that fails is dropped from the cache (and released once this run lets go of it), whether or
+        not a fallback then loads; a fallback model takes its place, within the cache's bounds.
+        """
         with self._lock:
             loaded = self._leases.acquire(self._cache.get(model_name) or self.load_model(model_name))
-        try:
-            result, final = self._resolver.run(loaded, stage, operation, retire=self._leases.retire)
-        finally:
-            self._leases.release(loaded)
-        if final is not loaded:
+        held = [loaded]
+
+        def retire(failed: LoadedModel) -> None:
             with self._lock:
-                current = self._cache.get(model_name)
-                if current is None or current is loaded:
+                if self._cache.peek(model_name) is failed:
                     self._cache.pop(model_name)
-                    self._cache.put(model_name, final, final.memory_bytes())
-                else:  # another request already replaced the failed model
-                    self._leases.retire(final)
-        return result
+            self._leases.retire(failed)
+
+        def adopt(replacement: LoadedModel) -> None:
+            held.append(self._leases.acquire(replacement))
+            with self._lock:
+                self._check_fits(replacement)
+                if model_name in self._cache:  # another request already replaced the failed model
+                    self._leases.retire(replacement)
+                else:
+                    self._cache.put(model_name, replacement, replacement.memory_bytes())
+
+        try:
+            return self._resolver.run(loaded, stage, operation, retire=retire, adopt=adopt)[0]
+        except CallerError as exc:
+            error = exc.error
+        finally:
+            for item in held:
+                self._leases.release(item)
+        raise error
 
     def _first_choice(self, model_name: str, override: BackendChoice) -> tuple[str, ...]:
         if override is None:
@@ -235,3 +259,18 @@ class ModelManager:
                 f"more than max_cache_bytes ({bound / 2**20:.0f} MiB)",
                 hint="raise max_cache_bytes, or load a smaller variant (e.g. OpenVINO precision: INT8)",
             )
+
+
+class _CallersStreamer:
+    """The caller's streamer, remembering what it raised: that error is the caller's, never a backend's."""
+
+    def __init__(self, streamer: Streamer) -> None:
+        self._streamer = streamer
+        self.error: Exception | None = None
+
+    def __call__(self, text: str) -> bool | None:
+        try:
+            return self._streamer(text)
+        except Exception as exc:
+            self.error = exc
+            raise

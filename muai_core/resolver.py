@@ -6,6 +6,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 from muai_core.backend import Backend
@@ -26,8 +27,17 @@ log = logging.getLogger("muai_core.fallback")
 
 R = TypeVar("R")
 
+
+class CallerError(Exception):
+    """Carries an exception raised by the caller's own code (e.g. a streamer) through the resolver untouched."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 #: Errors caused by the caller, not by a backend: they never trigger a fallback.
-USER_ERRORS = (InvalidInputError, ConfigurationError)
+USER_ERRORS = (InvalidInputError, ConfigurationError, CallerError)
 
 
 @dataclass(frozen=True)
@@ -98,8 +108,14 @@ class Resolver:
         self.monitor = monitor
 
     def load(self, plan: LoadPlan, *, start_after: str | None = None, history: tuple[Attempt, ...] = ()) -> LoadedModel:
+        """Load on the first backend of the chain (after ``start_after``) that can; ``history`` is carried along.
+
+        The warnings of the backends passed over are logged once one loads: when none does, the error alone
+        names each failure.
+        """
         attempts = list(history)
         chain = plan.after(start_after) if start_after else plan.chain
+        warnings: list[str] = []
         for position, name in enumerate(chain):
             started = time.perf_counter()
             try:
@@ -119,14 +135,16 @@ class Resolver:
                     )
                 if not following:
                     raise ModelLoadError(
-                        f"no backend could load '{plan.model_name}': {_summary(attempts)}",
+                        f"{_opening(plan, attempts)}: {_summary(attempts)}",
                         hint=f"run `muai explain {plan.model_name}` for details",
                     ) from exc
-                self._fall_back(plan.model_name, name, following[0], "load", exc)
+                warnings.append(self._fall_back(plan.model_name, name, following[0], "load", exc))
                 continue
             seconds = time.perf_counter() - started
             attempts.append(Attempt(name, "load", "ok", "", seconds))
             self.monitor.record_load(name, plan.model_name, seconds)
+            for warning in warnings:
+                log.warning("%s", warning)
             return LoadedModel(plan, backend, handle, tuple(attempts), seconds)
         raise ModelLoadError(f"no backend to try for '{plan.model_name}'", hint="check backend.priority in the config")
 
@@ -136,10 +154,13 @@ class Resolver:
         stage: str,
         operation: Callable[[LoadedModel], R],
         retire: Callable[[LoadedModel], None] | None = None,
+        adopt: Callable[[LoadedModel], None] | None = None,
     ) -> tuple[R, LoadedModel]:
         """Run ``operation``; on a backend failure, reload on the next backend and run it there.
 
-        The failed model goes to ``retire`` (default: unloaded at once), which may wait for other users.
+        The failed model goes to ``retire`` (default: unloaded at once), which may wait for other users; a
+        model loaded in its place goes to ``adopt`` before it runs. A failed reload raises, the failed model
+        retired all the same.
         """
         retire = retire or self.release
         while True:
@@ -155,9 +176,12 @@ class Resolver:
                 if not following:
                     _raise_wrapped(exc, InferenceError, message, _CHAIN_END)
                 retire(loaded)
-                self._fall_back(loaded.name, name, following[0], stage, exc)
+                warning = self._fall_back(loaded.name, name, following[0], stage, exc)
                 failure = Attempt(name, stage, "failed", _reason(exc))
                 loaded = self.load(loaded.plan, start_after=name, history=(*loaded.attempts, failure))
+                log.warning("%s", warning)
+                if adopt is not None:
+                    adopt(loaded)
 
     def release(self, loaded: LoadedModel) -> None:
         """Unload through the owning backend; a failing unload is logged, never raised."""
@@ -187,12 +211,11 @@ class Resolver:
         )
         return backend, backend.load(request)
 
-    def _fall_back(self, model: str, failed: str, following: str, stage: str, exc: BaseException) -> None:
+    def _fall_back(self, model: str, failed: str, following: str, stage: str, exc: BaseException) -> str:
+        """Record the hand-over in the monitor; returns the warning to log once the next backend has loaded."""
         reason = _reason(exc)
-        log.warning(
-            "muai: '%s' failed on %s during %s (%s); falling back to %s", model, failed, stage, reason, following
-        )
         self.monitor.record_fallback(FallbackEvent(model, failed, following, stage, reason))
+        return f"muai: '{model}' failed on {failed} during {stage} ({reason}); falling back to {following}"
 
 
 class _NotInstalled(BackendInitializationError):
@@ -214,7 +237,25 @@ def _reason(exc: BaseException) -> str:
 
 
 def _summary(attempts: list[Attempt]) -> str:
-    return "; ".join(f"{a.backend}: {a.outcome} ({a.reason})" for a in attempts)
+    """Each backend's failure once; a backend that loaded and then failed to run says so."""
+    return "; ".join(
+        f"{a.backend}: {a.outcome} ({a.reason})"
+        if a.stage == "load"
+        else f"{a.backend}: loaded, then failed to {a.stage} ({a.reason})"
+        for a in attempts
+        if a.outcome != "ok"
+    )
+
+
+def _opening(plan: LoadPlan, attempts: list[Attempt]) -> str:
+    """What failed: a model that no backend loaded and that has no local directory at all is "not found"."""
+    source = plan.source
+    if any(a.outcome == "ok" for a in attempts):
+        return f"no backend could run '{plan.model_name}'"
+    if source.is_local and Path(source.source).is_dir():
+        return f"no backend could load '{plan.model_name}'"
+    where = f"{source.source} does not exist" if source.is_local else "no directory or models_dir entry of that name"
+    return f"model '{plan.model_name}' not found locally ({where}), and no backend could load it"
 
 
 _NO_FALLBACK = "fallback is disabled for this backend (enable_fallback: false)"

@@ -49,3 +49,19 @@ def test_any_request_is_answered_or_refused(store, make_manager, backend, prompt
     assert manager.get_model("gpt2").backend_name == backend
     assert 1 <= len(result.token_ids) <= (kwargs.get("max_new_tokens") or CONTEXT)
     assert result.prompt_tokens + len(result.token_ids) <= CONTEXT
+
+
+@pytest.mark.parametrize("backend", ["pytorch", "openvino", "numpy"])
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda m: m.forward("gpt2", {"input_ids": [[1] * 1000]}), "input_ids has 1000 positions"),
+        (lambda m: m.generate("gpt2", "Hello", temperature=1e-300), "temperature must be a finite number >= 0.001"),
+    ],
+    ids=["forward-beyond-context", "tiny-temperature"],
+)
+def test_the_callers_input_never_triggers_a_fallback(store, make_manager, backend, call, message):
+    manager = make_manager(store / "models", store / "openvino", default=backend, fallback=True, then="pytorch")
+    with pytest.raises(InvalidInputError, match=message):
+        call(manager)
+    assert manager.performance_monitor.fallback_events() == []

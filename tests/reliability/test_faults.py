@@ -76,3 +76,40 @@ def test_a_compile_fault_falls_back_and_is_recorded(store, make_manager, monkeyp
     strict = make_manager(store / "models", store / "openvino", default="openvino")
     with pytest.raises(ModelLoadError, match="could not compile"):
         strict.load_model("gpt2")
+
+
+def test_a_failed_reload_leaves_no_released_model_cached(store, make_manager, monkeypatch):
+    import muai_pytorch.loading
+
+    def broken_load(request):
+        raise RuntimeError("injected load fault")
+
+    manager = make_manager(store / "models", store / "openvino", default="openvino", fallback=True)
+    engine = weakref.ref(break_decode_step("openvino", manager.load_model("gpt2").handle, after=2))
+    monkeypatch.setattr(muai_pytorch.loading, "load", broken_load)
+    with pytest.raises(ModelLoadError) as info:
+        manager.generate("gpt2", "Hello", max_new_tokens=6, ignore_eos=True)
+    message = str(info.value)
+    assert "openvino: loaded, then failed to generate (RuntimeError: injected fault in a decode step)" in message
+    assert "pytorch: failed (RuntimeError: injected load fault)" in message and message.count("injected") == 2
+    assert manager.loaded_models() == []
+    gc.collect()
+    assert engine() is None, "openvino still holds the failed model"
+    monkeypatch.undo()
+    assert manager.generate("gpt2", "Hello", max_new_tokens=2) and manager.get_model("gpt2").backend_name == "openvino"
+
+
+@pytest.mark.parametrize(("backend", "other"), [("openvino", "pytorch"), ("numpy", "pytorch"), ("pytorch", "numpy")])
+def test_an_error_raised_by_the_streamer_reaches_the_caller_without_a_fallback(store, make_manager, backend, other):
+    manager = make_manager(store / "models", store / "openvino", default=backend, fallback=True, then=other)
+    pieces: list[str] = []
+
+    def streamer(piece: str) -> None:
+        pieces.append(piece)
+        if len(pieces) == 3:
+            raise LookupError("the caller's own bug")
+
+    with pytest.raises(LookupError, match="the caller's own bug"):
+        manager.generate("tiny-llama", "Hello there", max_new_tokens=8, ignore_eos=True, streamer=streamer)
+    assert len(pieces) == 3 and manager.performance_monitor.fallback_events() == []
+    assert manager.get_model("tiny-llama").backend_name == backend

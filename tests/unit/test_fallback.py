@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import pytest
 
@@ -114,3 +115,83 @@ def test_per_call_chain_overrides_config(make_manager, add_faulty):
     add_faulty()
     loaded = make_manager().load_model("m", backend_override=["faulty", "counting"])
     assert [a.backend for a in loaded.attempts] == ["faulty", "counting"]
+
+
+def released_models_in_cache(manager) -> list[str]:
+    return [name for name in manager.loaded_models() if manager.get_model(name).handle.released]
+
+
+def test_a_failed_reload_drops_the_failed_model_from_the_cache(make_manager, add_faulty):
+    faulty = add_faulty(fail_on=frozenset({"generate"}))
+    add_faulty("faulty2")
+    write_config("backend: {priority: [faulty2]}")
+    manager = make_manager(backend="faulty")
+    manager.load_model("m")
+    with pytest.raises(ModelLoadError) as info:
+        manager.generate("m", "ab")
+    assert faulty.loaded[0].released and manager.loaded_models() == []
+    message = str(info.value)
+    assert "faulty: loaded, then failed to generate (RuntimeError: injected fault)" in message
+    assert "faulty2: failed (RuntimeError: injected fault)" in message and "ok ()" not in message
+    assert "no backend could run 'm'" in message
+
+
+@pytest.mark.parametrize(
+    ("config", "kwargs", "error"),
+    [
+        ("backend: {priority: [faulty2]}", {}, InferenceError),  # the fallback model fails too, at the chain's end
+        ("backend: {priority: [counting]}", {"max_length": 1}, InvalidInputError),  # the caller's error, there
+        (
+            "{max_cache_bytes: 4096, backend: {priority: [counting], counting: {memory_bytes: 8192}}}",
+            {},
+            ModelLoadError,
+        ),
+    ],
+    ids=["fallback-fails", "bad-input-on-fallback", "fallback-too-big"],
+)
+def test_no_failure_path_leaves_a_released_model_in_the_cache(
+    make_manager, add_faulty, counting, config, kwargs, error
+):
+    """The failed model is released and not cached; a fallback model is either cached or released, never leaked."""
+    backends = [add_faulty(fail_on=frozenset({"generate"})), add_faulty("faulty2", fail_on=frozenset({"generate"}))]
+    write_config(config)
+    manager = make_manager(backend="faulty")
+    with pytest.raises(error):
+        manager.generate("m", "ab", **kwargs)
+    assert backends[0].loaded[0].released and released_models_in_cache(manager) == []
+    kept = [manager.get_model(name).backend_name for name in manager.loaded_models()]
+    assert kept == ([] if error is ModelLoadError else [manager.plan("m").chain[1]])
+    held = [record for backend in (*backends, counting) for record in backend.loaded if not record.released]
+    assert len(held) == len(kept)
+
+
+def test_a_fallback_model_over_the_byte_bound_is_refused_like_a_load(make_manager, add_faulty, counting):
+    add_faulty(fail_on=frozenset({"generate"}))
+    write_config("{max_cache_bytes: 4096, backend: {priority: [counting], counting: {memory_bytes: 8192}}}")
+    manager = make_manager(backend="faulty")
+    with pytest.raises(ModelLoadError, match="more than max_cache_bytes"):
+        manager.generate("m", "ab")
+    assert manager._cache.total_bytes <= 4096 and counting.loaded[0].released
+
+
+def test_a_failure_is_reported_once_when_no_backend_can_take_over(make_manager, add_faulty, caplog):
+    add_faulty()
+    add_faulty("faulty2", error=OSError("disk on fire"))
+    write_config("backend: {priority: [faulty2]}")
+    with caplog.at_level(logging.WARNING, logger="muai_core.fallback"), pytest.raises(ModelLoadError) as info:
+        make_manager(backend="faulty").load_model("m")
+    assert "injected fault" not in caplog.text and str(info.value).count("injected fault") == 1
+
+
+@pytest.mark.parametrize("local", [False, True])
+def test_a_model_with_no_local_directory_is_reported_as_not_found(make_manager, add_faulty, local):
+    add_faulty()
+    add_faulty("faulty2")
+    write_config("backend: {priority: [faulty2]}")
+    if local:
+        Path("models/m").mkdir(parents=True)
+    with pytest.raises(ModelLoadError) as info:
+        make_manager(backend="faulty").load_model("m")
+    not_found = "model 'm' not found locally (no directory or models_dir entry of that name), and no backend could"
+    assert (not_found in str(info.value)) is not local
+    assert str(info.value).startswith("no backend could load 'm': faulty: failed") is local

@@ -126,3 +126,21 @@ def test_model_info_carries_backend_metadata(make_manager):
 def test_available_backends_exclude_unavailable_ones(make_manager, add_faulty):
     add_faulty("down", fail_on=frozenset({"available"}))
     assert make_manager().get_available_backends() == ["counting"]
+
+
+def test_an_error_raised_by_the_streamer_reaches_the_caller_without_a_fallback(make_manager, add_faulty, monitor):
+    add_faulty("other", fail_on=frozenset())
+    write_config("backend: {priority: [other]}")
+    manager = make_manager()
+    pieces: list[str] = []
+    mistake = KeyError("the caller's own bug")
+
+    def streamer(piece: str) -> None:
+        pieces.append(piece)
+        if len(pieces) == 2:
+            raise mistake
+
+    with pytest.raises(KeyError) as info:
+        manager.generate("m", "a", max_new_tokens=5, streamer=streamer)
+    assert info.value is mistake and pieces == ["b", "c"]
+    assert manager.get_model("m").backend_name == "counting" and monitor.fallback_events() == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import json
 import logging
 import mmap
 import os
@@ -107,6 +108,62 @@ def test_chat_template_matches_transformers(store, write_config):
 def test_context_overflow_is_refused(write_config):
     with pytest.raises(InvalidInputError, match="context"):
         manager(write_config(), backend="openvino").generate("gpt2", "word " * 400, max_new_tokens=1)
+
+
+def test_forward_beyond_the_context_is_refused_without_a_fallback(write_config):
+    ov_manager = manager(write_config({"openvino": {"enable_fallback": True}}), backend="openvino")
+    with pytest.raises(InvalidInputError, match="input_ids has 1000 positions but the model's context holds 128"):
+        ov_manager.forward("gpt2", {"input_ids": [[1] * 1000]})
+    assert ov_manager.performance_monitor.fallback_events() == []
+
+
+@pytest.fixture
+def ir_copy(store, tmp_path):
+    """A copy of the gpt2 FP32 export whose config.json a test may edit; returns (directory, config path)."""
+    target = tmp_path / "ov" / "gpt2"
+    shutil.copytree(store / "models" / "openvino" / "gpt2", target, ignore=shutil.ignore_patterns("compiled-cache"))
+    return target, write_config_with(tmp_path, target)
+
+
+def write_config_with(tmp_path: Path, ir: Path) -> str:
+    path = tmp_path / "ir-copy.yaml"
+    path.write_text(f"models: {{gpt2: {{openvino_path: '{ir}'}}}}\nbackend: {{openvino: {{enable_fallback: false}}}}\n")
+    return str(path)
+
+
+def edit_config(directory: Path, **changes) -> None:
+    config = json.loads((directory / "config.json").read_text())
+    config.update(changes)
+    (directory / "config.json").write_text(json.dumps({k: v for k, v in config.items() if v is not None}))
+
+
+def test_a_nonsensical_context_length_is_a_load_error_naming_the_field(ir_copy):
+    directory, config = ir_copy
+    edit_config(directory, max_position_embeddings=-5)
+    with pytest.raises(ModelLoadError, match="max_position_embeddings in the config.json of 'gpt2' must be a positive"):
+        manager(config, backend="openvino").load_model("gpt2")
+
+
+def test_a_budget_beyond_any_use_allocates_only_what_the_sequence_uses(write_config, ir_copy):
+    directory, config = ir_copy
+    edit_config(directory, n_positions=None)  # no context length: nothing bounds the budget
+    ov_manager = manager(config, backend="openvino")
+    pieces: list[str] = []
+    result = ov_manager.generate_result(
+        "gpt2",
+        LONG_PROMPT,
+        max_new_tokens=10**5,
+        ignore_eos=True,
+        streamer=lambda p: pieces.append(p) or len(pieces) < 70,
+    )
+    cache = ov_manager.get_model("gpt2").handle.paged_cache
+    assert result.finish_reason == "stopped" and cache.blocks <= 2 * cache.blocks_for(result.prompt_tokens + 70)
+    # the blocks grew twice during the answer, each time keeping what the sequence had cached
+    assert cache.blocks_for(result.prompt_tokens) < cache.blocks // 2
+    reference = manager(write_config(), backend="openvino").generate_result(
+        "gpt2", LONG_PROMPT, max_new_tokens=len(result.token_ids), ignore_eos=True
+    )
+    assert result.token_ids == reference.token_ids
 
 
 def test_unavailable_device_falls_back_to_cpu_with_a_warning(write_config, caplog):
@@ -250,7 +307,7 @@ def test_a_sequence_does_not_see_what_an_earlier_one_left_in_the_blocks(write_co
 def test_a_kv_cache_that_cannot_be_allocated_is_an_inference_error(write_config, monkeypatch):
     from muai_openvino.paged import PagedCache
 
-    def out_of_memory(self, request, tokens):
+    def out_of_memory(self, request, tokens, keep=0):
         raise RuntimeError("Exception from src/core/src/runtime/allocator.cpp: cannot allocate memory")
 
     monkeypatch.setattr(PagedCache, "reserve", out_of_memory)
@@ -314,6 +371,17 @@ def test_damaged_ir_falls_back_or_fails_cleanly(write_config, broken_store, dama
     with pytest.raises(ModelLoadError) as info:
         manager(strict, backend="openvino").load_model("gpt2")
     assert "muai export gpt2" in str(info.value)
+
+
+def test_a_model_that_exists_nowhere_is_not_offered_an_export(write_config, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    strict = manager(write_config({"openvino": {"enable_fallback": False}}), backend="openvino")
+    with pytest.raises(ModelLoadError, match="no OpenVINO export of 'no-such-model' in .*no local model to export"):
+        strict.load_model("no-such-model")
+    with pytest.raises(ModelLoadError) as info:
+        manager(write_config(), backend="openvino").load_model("no-such-model")
+    message = str(info.value)
+    assert message.startswith("model 'no-such-model' not found locally") and "muai export" not in message
 
 
 def test_missing_export_names_the_file_and_the_command(write_config, tmp_path):

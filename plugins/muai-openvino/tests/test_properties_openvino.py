@@ -131,7 +131,9 @@ def test_property_13_missing_files_are_named_before_openvino_runs(store, tmp_pat
         raise AssertionError("OpenVINO was called before the files were checked")
 
     monkeypatch.setattr(runtime, "shared_core", must_not_run)
-    request = LoadRequest("gpt2", "transformers", "models/gpt2", True, "CPU", {}, {"openvino_path": str(directory)})
+    request = LoadRequest(
+        "gpt2", "transformers", str(store / "models" / "gpt2"), True, "CPU", {}, {"openvino_path": str(directory)}
+    )
     with pytest.raises(ModelLoadError) as info:
         runtime.load(request)
     message = str(info.value)

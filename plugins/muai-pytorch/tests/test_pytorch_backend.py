@@ -104,6 +104,25 @@ def test_prompt_longer_than_the_context_is_refused(tiny_models):
         ModelManager().generate(tiny_models["gpt2"], "word " * 400, max_new_tokens=1)
 
 
+def test_forward_beyond_the_context_is_refused(tiny_models):
+    with pytest.raises(InvalidInputError, match="input_ids has 1000 positions but the model's context holds 128"):
+        ModelManager().forward(tiny_models["gpt2"], {"input_ids": [[1] * 1000]})
+
+
+def test_a_temperature_too_small_to_divide_by_is_refused(tiny_models):
+    with pytest.raises(InvalidInputError, match="temperature must be a finite number >= 0.001, got 1e-300"):
+        ModelManager().generate(tiny_models["llama"], "Hello", max_new_tokens=4, temperature=1e-300)
+
+
+def test_a_nonsensical_context_length_is_a_load_error_naming_the_field(tiny_models, tmp_path):
+    path = tmp_path / "negative-context"
+    shutil.copytree(tiny_models["llama"], path)
+    config = json.loads((path / "config.json").read_text())
+    (path / "config.json").write_text(json.dumps({**config, "max_position_embeddings": -5}))
+    with pytest.raises(ModelLoadError, match="max_position_embeddings in the config.json of .* must be a positive int"):
+        ModelManager().load_model(str(path))
+
+
 def test_missing_model_directory_says_how_to_get_it():
     os.makedirs("models", exist_ok=True)
     with pytest.raises(ModelLoadError) as info:

@@ -30,7 +30,7 @@ class NumpyBackend:
     @hookimpl
     def muai_forward(self, model: NumpyModel, inputs: Mapping[str, Any]) -> dict[str, Any]:
         network = model.network
-        ids, mask = token_arrays(inputs, network.vocab_size)
+        ids, mask = token_arrays(inputs, network.vocab_size, network.context_length)
         return {"logits": network.run(ids, mask, network.new_cache()).astype(np.float32, copy=False)}
 
     @hookimpl

@@ -69,7 +69,7 @@ class StepInputs:
 
 def forward(handle: OpenVINOModel, inputs: Mapping[str, Any]) -> dict[str, Any]:
     """Logits for every position of every sequence, as float32 [batch, seq, vocab]."""
-    ids, mask = token_arrays(inputs, handle.vocab_size)
+    ids, mask = token_arrays(inputs, handle.vocab_size, handle.context_length)
     with handle.lock:
         infer = handle.all_positions_request()
         infer.reset_state()

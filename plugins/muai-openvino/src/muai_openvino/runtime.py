@@ -10,6 +10,7 @@ from typing import Any
 
 from muai_core.contracts import LoadRequest
 from muai_core.errors import ModelLoadError, first_line
+from muai_core.inputs import context_length
 from muai_core.model_source import directory_eos_ids, json_object
 from muai_core.text_codec import TextCodec
 from muai_openvino.files import BIN, XML, check_ir_dir, export_command, ir_dir
@@ -79,8 +80,15 @@ def load(request: LoadRequest) -> OpenVINOModel:
     request.require_model_type(MODEL_TYPES, "muai-openvino")
     settings = parse_settings(request.device, request.settings)
     directory = ir_dir(request, exports_root(request.models_dir, settings.cache_dir), settings.precision)
+    if not (directory / XML).is_file() and not (request.is_local and Path(request.source).is_dir()):
+        raise ModelLoadError(  # not the export hint of check_ir_dir: there is nothing to export
+            f"no OpenVINO export of '{request.model_name}' in {directory}, and no local model to export one from",
+            hint=f"check the model name; an export kept elsewhere is found through models.{request.model_name}"
+            ".openvino_path in the config",
+        )
     manifest = check_ir_dir(directory, request.model_name, settings.precision)
     config = json_object(directory / "config.json", hint=REEXPORT)
+    context = context_length(config, request.model_name)
     core = shared_core()
     device = available_device(settings.device, core.available_devices)
     properties = _properties(settings, manifest, device)
@@ -115,7 +123,7 @@ def load(request: LoadRequest) -> OpenVINOModel:
         directory=directory,
         manifest=manifest,
         requested_device=settings.device,
-        context_length=config.get("max_position_embeddings") or config.get("n_positions"),
+        context_length=context,
         vocab_size=int(config.get("vocab_size", 0))
         or int(compiled.output("logits").get_partial_shape()[2].get_length()),
         eos_ids=directory_eos_ids(directory, config, request.model_name, hint=REEXPORT),

@@ -72,7 +72,7 @@ def generate(handle: PyTorchModel, request: GenerationRequest) -> GenerationResu
 def forward(handle: PyTorchModel, inputs: Mapping[str, Any]) -> dict[str, Any]:
     import torch
 
-    ids, mask = token_arrays(inputs, handle.model.config.vocab_size)
+    ids, mask = token_arrays(inputs, handle.model.config.vocab_size, handle.context_length)
     with torch.inference_mode():
         out = handle.model(
             input_ids=torch.from_numpy(ids).to(handle.device),

@@ -15,6 +15,7 @@ from urllib.parse import urlparse
 
 from muai_core.contracts import LoadRequest
 from muai_core.errors import ModelLoadError, first_line
+from muai_core.inputs import CONTEXT_FIELDS, context_length
 from muai_core.model_source import check_model_dir, eos_token_ids
 from muai_pytorch.settings import parse_settings
 
@@ -50,7 +51,7 @@ def load(request: LoadRequest) -> PyTorchModel:
         tokenizer, model = _load_both(request, settings, offline, pickle)
     model.to(settings.device).eval()
     config = model.config
-    context = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+    context = context_length({name: getattr(config, name, None) for name in CONTEXT_FIELDS}, request.model_name)
     eos = model.generation_config.eos_token_id  # generation_config.json's, else config.json's, else the tokenizer's
     if eos is None:
         eos = config.eos_token_id if config.eos_token_id is not None else tokenizer.eos_token_id
