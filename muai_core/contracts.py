@@ -63,8 +63,9 @@ class GenerationRequest:
     """A validated text-generation request; the same fields mean the same thing on every backend.
 
     ``max_new_tokens`` wins over ``max_length`` (prompt plus new tokens), as in transformers.
-    ``return_full_text`` keeps the prompt in ``GenerationResult.text`` (the seed's behaviour).
-    ``chat`` sends the prompt as one user message through the model's chat template.
+    ``return_full_text`` keeps the prompt in ``GenerationResult.text`` (transformers' behaviour).
+    ``chat`` sends the prompt as one user message through the model's chat template; ``text`` is then the
+    answer alone (see ``keeps_prompt``), never the rendered template.
     ``ignore_eos`` never picks the end-of-sequence token, so exactly the budget is generated (benchmarks).
     """
 
@@ -144,6 +145,11 @@ class GenerationRequest:
                     f"{', '.join(changed)} only apply when sampling, but do_sample=False",
                     hint="pass do_sample=True, or drop the sampling arguments for greedy decoding",
                 )
+
+    @property
+    def keeps_prompt(self) -> bool:
+        """Whether ``GenerationResult.text`` starts with the prompt: ``return_full_text`` and not ``chat``."""
+        return self.return_full_text and not self.chat
 
     def new_token_budget(self, prompt_tokens: int, context_length: int | None = None) -> int:
         """How many tokens to generate after a prompt of ``prompt_tokens``; checked against the context."""

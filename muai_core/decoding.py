@@ -59,7 +59,7 @@ def decode_loop(
     stream.finish()
     completion = decode(new_ids)
     return GenerationResult(
-        text=decode([*prompt_ids, *new_ids]) if request.return_full_text else completion,
+        text=decode([*prompt_ids, *new_ids]) if request.keeps_prompt else completion,
         completion=completion,
         prompt_tokens=len(prompt_ids),
         token_ids=tuple(new_ids),

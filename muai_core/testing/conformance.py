@@ -174,6 +174,14 @@ class BackendConformance:
         short = self.generate(manager, conformance_target, return_full_text=False)
         assert short.text == short.completion and short.finish_reason in FINISH_REASONS
 
+    def test_chat_returns_the_answer_alone(self, make_manager, conformance_target):
+        manager, _, _ = make_manager()
+        try:
+            result = self.generate(manager, conformance_target, chat=True)
+        except InvalidInputError as exc:
+            pytest.skip(f"the model has no chat template: {exc}")
+        assert result.text == result.completion, "with chat=True the text is the answer, not the rendered template"
+
     def test_max_length_counts_the_prompt(self, make_manager, conformance_target):
         manager, _, _ = make_manager()
         prompt_tokens = self.generate(manager, conformance_target).prompt_tokens

@@ -83,10 +83,12 @@ def test_streaming_pieces_make_up_the_completion_and_stop_early(tiny_models):
     assert stopped.finish_reason == "stopped" and stopped.new_tokens < 10
 
 
-def test_chat_applies_the_template(tiny_models):
+def test_chat_applies_the_template_and_returns_the_answer_alone(tiny_models):
     manager = ModelManager()
     chat = manager.generate_result(tiny_models["gpt2"], "Hi", max_new_tokens=3, chat=True)
-    assert chat.text.startswith("<|user|>Hi\n<|assistant|>")
+    rendered = manager.generate_result(tiny_models["gpt2"], "<|user|>Hi\n<|assistant|>", max_new_tokens=3)
+    assert chat.token_ids == rendered.token_ids
+    assert chat.text == chat.completion == rendered.completion
 
 
 @pytest.mark.parametrize("arch", ARCHS)

@@ -56,10 +56,9 @@ def generate(handle: PyTorchModel, request: GenerationRequest) -> GenerationResu
     else:
         finish = "stopped" if clock.stream.stopped else "length"
     completion = tokenizer.decode(new_ids, skip_special_tokens=True)
-    full = tokenizer.decode(output[0].tolist(), skip_special_tokens=True)
     times = [started, *clock.times]
     return GenerationResult(
-        text=full if request.return_full_text else completion,
+        text=tokenizer.decode(output[0].tolist(), skip_special_tokens=True) if request.keeps_prompt else completion,
         completion=completion,
         prompt_tokens=prompt_tokens,
         token_ids=new_ids,
