@@ -52,6 +52,11 @@ def _models_in(root: Path) -> list[InstalledModel]:
     return models
 
 
+def model_names(root: Path) -> list[str]:
+    """Names of the model folders (holding ``config.json``) directly in ``root``."""
+    return sorted(p.name for p in root.iterdir() if (p / "config.json").is_file()) if root.is_dir() else []
+
+
 def folder_size(folder: Path) -> int:
     """Bytes of the regular files under ``folder`` (links not followed)."""
     return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file() and not f.is_symlink())

@@ -25,7 +25,8 @@ class ModelSource:
     """A resolved model: ``source`` is a local directory when ``is_local``, else a hub id.
 
     ``models_dir`` is the models directory the model is filed under: where it was found, else where
-    ``muai pull`` would put it. Derived files (exports) go beside it.
+    ``muai pull`` would put it. Derived files (exports) go beside it. ``searched`` lists the models
+    directories the name was looked up in.
     """
 
     name: str
@@ -33,6 +34,12 @@ class ModelSource:
     is_local: bool
     paths: Mapping[str, str] = field(default_factory=dict)
     models_dir: str = "models"
+    searched: tuple[str, ...] = ()
+
+    @property
+    def found(self) -> bool:
+        """Whether the model has local files: a directory that exists."""
+        return self.is_local and Path(self.source).is_dir()
 
 
 def resolve_model(name: object, config: MuaiConfig) -> ModelSource:
@@ -44,14 +51,15 @@ def resolve_model(name: object, config: MuaiConfig) -> ModelSource:
     if "pytorch_path" in paths:
         return ModelSource(name, str(locations.resolve(paths["pytorch_path"])), True, paths, home)
     is_name = HUB_ID.match(name) is not None and ".." not in Path(name).parts
-    for root in models_dirs(config) if is_name else ():
+    searched = tuple(str(root) for root in models_dirs(config)) if is_name else ()
+    for root in map(Path, searched):
         entry = models_dir_entry(name, root)
         if entry is not None:
-            return ModelSource(name, str(entry), True, paths, str(root))
+            return ModelSource(name, str(entry), True, paths, str(root), searched)
     if Path(name).expanduser().is_dir():
-        return ModelSource(name, str(Path(name).expanduser()), True, paths, home)
+        return ModelSource(name, str(Path(name).expanduser()), True, paths, home, searched)
     if is_name:
-        return ModelSource(name, name, False, paths, home)
+        return ModelSource(name, name, False, paths, home, searched)
     raise ModelLoadError(
         f"model {name!r} is not a directory and not a valid model name",
         hint=f"use a name under {home}/, a path to an existing directory, or a hub id like org/name",

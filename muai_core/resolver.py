@@ -19,6 +19,7 @@ from muai_core.errors import (
     InvalidInputError,
     ModelLoadError,
 )
+from muai_core.inventory import model_names
 from muai_core.model_source import ModelSource
 from muai_core.monitor import FallbackEvent, PerformanceMonitor
 from muai_core.plugins import KNOWN_BACKENDS, PluginRegistry
@@ -115,6 +116,12 @@ class Resolver:
         """
         attempts = list(history)
         chain = plan.after(start_after) if start_after else plan.chain
+        command = None if plan.source.is_local else self.registry.known_models().get(plan.model_name)
+        if command is not None:  # a model a plugin fetches by name: no backend can have it before that
+            raise ModelLoadError(
+                f"model '{plan.model_name}' is not installed (looked in {', '.join(plan.source.searched)})",
+                hint=f"get it with: {command}",
+            )
         warnings: list[str] = []
         for position, name in enumerate(chain):
             started = time.perf_counter()
@@ -129,14 +136,13 @@ class Resolver:
                     _raise_wrapped(
                         exc, ModelLoadError, f"backend '{name}' could not load '{plan.model_name}'", _NO_FALLBACK
                     )
-                if not following and len(attempts) == 1:
+                if not following and len(attempts) == 1 and plan.source.found:
                     _raise_wrapped(
                         exc, ModelLoadError, f"backend '{name}' could not load '{plan.model_name}'", _CHAIN_END
                     )
                 if not following:
                     raise ModelLoadError(
-                        f"{_opening(plan, attempts)}: {_summary(attempts)}",
-                        hint=f"run `muai explain {plan.model_name}` for details",
+                        f"{_opening(plan, attempts)}: {_summary(attempts)}", hint=self._next_step(plan)
                     ) from exc
                 warnings.append(self._fall_back(plan.model_name, name, following[0], "load", exc))
                 continue
@@ -182,6 +188,17 @@ class Resolver:
                 log.warning("%s", warning)
                 if adopt is not None:
                     adopt(loaded)
+
+    def _next_step(self, plan: LoadPlan) -> str:
+        """The hint after every backend failed: details for a model that exists, what exists for one that does not."""
+        if plan.source.found:
+            return f"run `muai explain {plan.model_name}` for details"
+        installed = sorted({name for root in plan.source.searched for name in model_names(Path(root))})
+        known = [f"{name} ({command})" for name, command in sorted(self.registry.known_models().items())]
+        offers = [f"installed: {', '.join(installed)}" if installed else "no model is installed (`muai models`)"]
+        offers += [f"fetch by name: {', '.join(known)}"] if known else []
+        offers += ["or pass a model directory, or a hub id on a machine that reaches the hub"]
+        return "; ".join(offers) + f". `muai explain {plan.model_name}` shows each attempt"
 
     def release(self, loaded: LoadedModel) -> None:
         """Unload through the owning backend; a failing unload is logged, never raised."""
@@ -252,9 +269,12 @@ def _opening(plan: LoadPlan, attempts: list[Attempt]) -> str:
     source = plan.source
     if any(a.outcome == "ok" for a in attempts):
         return f"no backend could run '{plan.model_name}'"
-    if source.is_local and Path(source.source).is_dir():
+    if source.found:
         return f"no backend could load '{plan.model_name}'"
-    where = f"{source.source} does not exist" if source.is_local else "no directory or models_dir entry of that name"
+    if source.is_local:
+        where = f"{source.source} does not exist"
+    else:
+        where = f"no directory of that name here or in {', '.join(source.searched) or 'the models directory'}"
     return f"model '{plan.model_name}' not found locally ({where}), and no backend could load it"
 
 

@@ -14,6 +14,7 @@ from muai_core.errors import (
     InvalidInputError,
     ModelLoadError,
 )
+from muai_core.hookspecs import hookimpl
 from tests.conftest import write_config
 
 
@@ -192,6 +193,33 @@ def test_a_model_with_no_local_directory_is_reported_as_not_found(make_manager, 
         Path("models/m").mkdir(parents=True)
     with pytest.raises(ModelLoadError) as info:
         make_manager(backend="faulty").load_model("m")
-    not_found = "model 'm' not found locally (no directory or models_dir entry of that name), and no backend could"
+    not_found = "model 'm' not found locally (no directory of that name here or in models, "
     assert (not_found in str(info.value)) is not local
     assert str(info.value).startswith("no backend could load 'm': faulty: failed") is local
+
+
+def test_a_model_that_is_not_found_is_answered_with_what_is_installed(make_manager, add_faulty):
+    add_faulty()
+    for name in ("beta", "alpha"):
+        Path(f"models/{name}").mkdir(parents=True)
+        Path(f"models/{name}/config.json").write_text("{}")
+    with pytest.raises(ModelLoadError) as info:
+        make_manager(backend="faulty").load_model("gamma")
+    assert info.value.hint.startswith("installed: alpha, beta; or pass a model directory")
+    assert "`muai explain gamma` shows each attempt" in info.value.hint
+
+
+def test_a_known_model_that_is_not_installed_names_its_command_before_any_backend_runs(
+    registry, make_manager, counting
+):
+    class Catalogue:
+        @hookimpl
+        def muai_known_models(self):
+            return {"abacus-1b": "muai fetch abacus-1b"}
+
+    registry.register(Catalogue(), "catalogue")
+    manager = make_manager()
+    with pytest.raises(ModelLoadError, match=r"model 'abacus-1b' is not installed \(looked in models, ") as info:
+        manager.load_model("abacus-1b")
+    assert info.value.hint == "get it with: muai fetch abacus-1b"
+    assert counting.loaded == []

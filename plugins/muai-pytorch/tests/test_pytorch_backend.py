@@ -125,11 +125,18 @@ def test_a_nonsensical_context_length_is_a_load_error_naming_the_field(tiny_mode
         ModelManager().load_model(str(path))
 
 
-def test_missing_model_directory_says_how_to_get_it():
+def test_missing_model_says_where_it_looked_and_what_there_is(tiny_models):
     os.makedirs("models", exist_ok=True)
+    shutil.copytree(tiny_models["gpt2"], "models/tiny")
     with pytest.raises(ModelLoadError) as info:
         ModelManager().load_model("gpt2")
-    assert "hub" in str(info.value) and "models/gpt2" in str(info.value)
+    message = str(info.value)
+    assert message.startswith("model 'gpt2' not found locally (no directory of that name here or in models, ")
+    assert "Hugging Face hub" in message, "the hub attempt's reason is kept"
+    assert "installed: tiny; fetch by name: smollm2-135m (muai pull smollm2-135m)" in message
+    with pytest.raises(ModelLoadError, match="model 'smollm2-135m' is not installed") as info:
+        ModelManager().load_model("smollm2-135m")
+    assert info.value.hint == "get it with: muai pull smollm2-135m"
 
 
 def test_pickle_checkpoint_is_refused(tiny_models, tmp_path):
