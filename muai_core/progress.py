@@ -3,12 +3,14 @@
 Steps are plain lines (``muai pull: [1/2] reading ...``) that read the same in a terminal and in a log.
 A loop of known length gets a tqdm bar, the library transformers draws its own bars with, where tqdm is
 installed and stderr is a terminal; otherwise each item is a plain line. The core does not need tqdm.
+Commands whose long loops run inside transformers turn its bars on or off to match ``Progress.bars``.
 The command's result (a path) is not progress: the command prints it once, on stdout.
 """
 
 from __future__ import annotations
 
 import sys
+from importlib.util import find_spec
 from types import TracebackType
 from typing import Any, TextIO
 
@@ -25,6 +27,12 @@ class Progress:
     @property
     def stream(self) -> TextIO:
         return self._stream or sys.stderr  # looked up late, so a redirected stderr is honoured
+
+    @property
+    def bars(self) -> bool:
+        """Whether loops get a bar: tqdm is installed and stderr is a terminal (not a log)."""
+        isatty = getattr(self.stream, "isatty", None)
+        return bool(isatty and isatty()) and find_spec("tqdm") is not None
 
     def say(self, message: str) -> None:
         print(f"{self.command}: {message}", file=self.stream, flush=True)
@@ -47,7 +55,7 @@ class Bar:
         self.total = total
         self.what = what
         self.count = 0
-        self._tqdm = _tqdm(progress.stream, total, what)
+        self._tqdm = _tqdm(progress.stream, total, what) if progress.bars else None
 
     def say(self, message: str) -> None:
         """A line that leaves the bar intact."""
@@ -74,11 +82,6 @@ class Bar:
 
 
 def _tqdm(stream: TextIO, total: int, what: str) -> Any:
-    isatty = getattr(stream, "isatty", None)
-    if not (isatty and isatty()):
-        return None
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return None
+    from tqdm import tqdm
+
     return tqdm(total=total, desc=f"  {what}", file=stream, unit="", leave=True, dynamic_ncols=True)

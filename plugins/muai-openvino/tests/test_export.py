@@ -246,6 +246,7 @@ def test_cli_export_shows_its_steps_on_stderr_and_the_path_once_on_stdout(store,
     assert "muai export: [1/5] loading" in err and "muai export: [5/5] FP32:" in err
     assert "muai export: gpt2 FP32 is up to date" in err
     assert target not in err
+    assert "%|" not in err  # not a terminal: no transformers bars either
 
 
 def test_a_second_export_waits_for_the_first_and_uses_its_result(store, tmp_path, capsys):

@@ -40,6 +40,7 @@ def test_cli_pull_shows_its_steps_on_stderr_and_the_path_once_on_stdout(tiny_mod
     assert "muai pull: [1/2] loading" in err and "muai pull: [2/2] writing safetensors" in err
     assert "muai pull: tiny is already pulled; nothing to do" in err
     assert "models/tiny" not in err
+    assert "%|" not in err  # not a terminal: no transformers bars either
 
 
 def test_a_failed_pull_leaves_nothing_behind(tiny_models, monkeypatch):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import time
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,7 +60,7 @@ def pull(source: str, models_dir: str | Path = "models", name: str | None = None
     waiting = f"{name}: another pull to {target} is running; waiting for it to finish"
     with target_lock(target, on_wait=lambda: progress.say(waiting), hint=WRITABLE):
         if force or not is_complete(target):  # else a pull this one waited for has just written it
-            with staged_directory(target, MANIFEST, hint=WRITABLE) as staging:
+            with staged_directory(target, MANIFEST, hint=WRITABLE) as staging, _library_bars(progress):
                 _convert(source, kind, staging, progress)
                 (staging / MANIFEST).write_text(json.dumps({"source": source, "kind": kind, "pulled_at": time.time()}))
     return target
@@ -118,7 +119,6 @@ def _packaged_gguf(entry: PackagedGguf) -> Path:
 
 
 def _save_from_gguf(file: Path, staging: Path, progress: Progress) -> None:
-    """transformers' own bar (tqdm) shows the dequantizing, the long part."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -157,3 +157,10 @@ def _save_pretrained(source: str, staging: Path, progress: Progress, *, local: b
     progress.step("writing safetensors")
     model.save_pretrained(staging, safe_serialization=True)
     tokenizer.save_pretrained(staging)
+
+
+def _library_bars(progress: Progress) -> AbstractContextManager[None]:
+    """transformers' own bars (tqdm) where ``progress`` draws bars, off where stderr is a log."""
+    from muai_pytorch.loading import quiet_progress
+
+    return nullcontext() if progress.bars else quiet_progress()

@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import time
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -74,7 +75,7 @@ def export_model(
         with target_lock(target, on_wait=lambda: progress.say(waiting), hint=WRITABLE):
             existing = None if force else _up_to_date(target, digest, precision)  # a finished wait may have made it
             if existing is None:
-                with staged_directory(target, MANIFEST, hint=WRITABLE) as staging:
+                with staged_directory(target, MANIFEST, hint=WRITABLE) as staging, _library_bars(progress):
                     manifest = _export(source_dir, label, precision, staging, digest, progress)
                 return ExportResult(target, manifest, skipped=False)
     progress.say(f"{label} {precision} is up to date (same source and precision); use --force to export again")
@@ -191,3 +192,10 @@ def _version(package: str) -> str | None:
         return metadata.version(package)
     except metadata.PackageNotFoundError:
         return None
+
+
+def _library_bars(progress: Progress) -> AbstractContextManager[None]:
+    """transformers' own bars (tqdm) where ``progress`` draws bars, off where stderr is a log."""
+    from muai_pytorch.loading import quiet_progress
+
+    return nullcontext() if progress.bars else quiet_progress()
