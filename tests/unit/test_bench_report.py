@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -117,3 +118,10 @@ def test_a_bar_is_plain_lines_in_a_log_and_tqdm_on_a_terminal():
         bar.advance("warm-up")
         bar.advance()
     assert "2/2" in terminal.getvalue() and "100%" in terminal.getvalue()
+
+
+def test_the_demo_benchmarks_on_a_short_budget():
+    """run-demo's bench stays a few minutes on a small machine; the full benchmark is muai bench's defaults."""
+    demo = (Path(__file__).resolve().parents[2] / "run-demo").read_text(encoding="utf-8")
+    flags = next(line for line in demo.splitlines() if line.startswith("bench=(")).split()
+    assert int(flags[flags.index("--new-tokens") + 1]) <= 32 and int(flags[flags.index("--runs") + 1]) <= 2
