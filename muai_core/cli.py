@@ -21,6 +21,7 @@ from muai_core.inventory import installed_models
 from muai_core.manager import ModelManager
 from muai_core.model_source import models_dirs
 from muai_core.plugins import default_registry
+from muai_core.progress import Progress
 
 EXIT_ERROR = 2
 #: ``--precision`` chooses between this backend's exports.
@@ -243,13 +244,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
     settings = BenchSettings(
         args.model, targets, args.prompt, args.new_tokens, args.runs, args.warmup, args.device, args.config
     )
-    print(f"muai bench: {args.model}, {args.new_tokens} new tokens, {args.runs} runs each", file=sys.stderr)
-    rows = run_bench(settings, progress=lambda line: print(line, file=sys.stderr, flush=True))
+    progress = Progress("muai bench")
+    progress.say(f"{args.model}, {args.new_tokens} new tokens, {args.runs} runs each")
+    rows = run_bench(settings, progress)
     title = f"{args.model}: {rows[0].get('prompt_tokens', '?')}-token prompt, {args.new_tokens} new tokens, greedy"
     print(report.table(rows))
     meta = {"model": args.model, "new_tokens": args.new_tokens, "runs": args.runs, "warmup": args.warmup}
-    for path in report.write(rows, out, title, meta):
-        print(f"wrote {path}", file=sys.stderr)
+    for path in report.write(rows, out, title, meta, progress):
+        progress.say(f"wrote {path}")
     return EXIT_ERROR if any("error" in row for row in rows) else 0
 
 

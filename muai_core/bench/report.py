@@ -6,9 +6,16 @@ import json
 from pathlib import Path
 from typing import Any
 
+from muai_core.progress import Progress
+
 #: "cold TTFT": the first call after loading; "TTFT" and the rest: the timed runs after the warm-up.
 COLUMNS = ("target", "backend", "load s", "cold TTFT ms", "TTFT ms", "decode tok/s (min-max)", "p50 ms", "p95 ms",
            "peak RSS MiB", "greedy = pytorch", "speedup")  # fmt: skip
+
+
+#: Below this share of PyTorch's greedy tokens, a target's bars are hatched and labelled in the chart.
+LOW_AGREEMENT = 0.9
+CHART_HINT = "pip install 'muai-core[bench]' for the chart"
 
 
 def cells(row: dict[str, Any]) -> list[str]:
@@ -45,49 +52,99 @@ def markdown(rows: list[dict[str, Any]], title: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write(rows: list[dict[str, Any]], out: Path, title: str, meta: dict[str, Any]) -> list[Path]:
+def write(
+    rows: list[dict[str, Any]], out: Path, title: str, meta: dict[str, Any], progress: Progress | None = None
+) -> list[Path]:
     """Write bench.json, bench.md and (where matplotlib is installed) bench.png; return the paths."""
+    progress = progress or Progress("muai bench")
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / "bench.json", out / "bench.md"]
     paths[0].write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n", encoding="utf-8")
     paths[1].write_text(markdown(rows, title), encoding="utf-8")
-    chart = out / "bench.png"
-    if plot(rows, chart, title):
-        paths.append(chart)
+    png = out / "bench.png"
+    skipped = plot(rows, png, title)
+    if skipped:
+        png.unlink(missing_ok=True)  # a chart of an earlier run must not pass for this one's
+        progress.say(f"{png.name} skipped: {skipped}")
+    else:
+        paths.append(png)
     return paths
 
 
-def plot(rows: list[dict[str, Any]], path: Path, title: str) -> bool:
+def plot(rows: list[dict[str, Any]], path: Path, title: str) -> str:
+    """Save the chart of ``rows`` to ``path``; return why not, or "" once saved."""
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        return False
-    good = [r for r in rows if "error" not in r]
-    if not good:
-        return False
-    labels = [r["target"] for r in good]
-    figure, (speed, memory) = plt.subplots(1, 2, figsize=(11, 4.2))
-    tps = [r["decode_tps"]["median"] for r in good]
-    errors = [[t - r["decode_tps"]["min"] for t, r in zip(tps, good, strict=True)],
-              [r["decode_tps"]["max"] - t for t, r in zip(tps, good, strict=True)]]  # fmt: skip
-    bars = speed.bar(labels, tps, yerr=errors, color="#4C72B0", capsize=4)
-    for bar, row in zip(bars, good, strict=True):
-        if "speedup" in row:
-            top = row["decode_tps"]["max"]
-            speed.annotate(f"{row['speedup']:.2f}x", (bar.get_x() + bar.get_width() / 2, top),
-                           ha="center", va="bottom", xytext=(0, 3), textcoords="offset points")  # fmt: skip
-    speed.set_ylabel("decode tokens/s (median, min-max)")
-    speed.set_title("Decode speed")
-    memory.bar(labels, [r["peak_rss_mb"] for r in good], color="#DD8452")
-    memory.set_ylabel("peak RSS (MiB)")
-    memory.set_title("Peak memory")
-    for axis in (speed, memory):
-        axis.tick_params(axis="x", rotation=20)
-    figure.suptitle(title)
-    figure.tight_layout()
+        return f"matplotlib is not installed; {CHART_HINT}"
+    figure = chart(rows, title)
+    if figure is None:
+        return "no target ran"
     figure.savefig(path, dpi=110)
     plt.close(figure)
-    return True
+    return ""
+
+
+def chart(rows: list[dict[str, Any]], title: str) -> Any:
+    """A matplotlib figure with a panel per measure, or None when no row has results.
+
+    A target whose greedy tokens agree with PyTorch's on less than ``LOW_AGREEMENT`` of them is drawn
+    hatched and labelled: its speed is not the speed of the same answer.
+    """
+    import matplotlib.pyplot as plt
+
+    good = [r for r in rows if "error" not in r]
+    if not good:
+        return None
+    labels = [r["target"] for r in good]
+    low = [r.get("agreement") is not None and r["agreement"] < LOW_AGREEMENT for r in good]
+    hatch = ["//" if flag else "" for flag in low]
+    figure, axes = plt.subplots(2, 2, figsize=(11, 7.5))
+    speed, first, load, memory = axes.flat
+
+    tps = [r["decode_tps"]["median"] for r in good]
+    spread = [[t - r["decode_tps"]["min"] for t, r in zip(tps, good, strict=True)],
+              [r["decode_tps"]["max"] - t for t, r in zip(tps, good, strict=True)]]  # fmt: skip
+    bars = speed.bar(labels, tps, yerr=spread, color="#4C72B0", hatch=hatch, edgecolor="black", capsize=4)
+    for bar, row, flag in zip(bars, good, low, strict=True):
+        notes = [f"{row['speedup']:.2f}x"] if "speedup" in row else []
+        if flag:
+            notes.insert(0, f"low agreement: {row['agreement']:.0%}")
+        if notes:
+            speed.annotate("\n".join(notes), (bar.get_x() + bar.get_width() / 2, row["decode_tps"]["max"]),
+                           ha="center", va="bottom", xytext=(0, 3), textcoords="offset points",
+                           color="#C44E52" if flag else "black")  # fmt: skip
+    speed.margins(y=0.25)
+    _panel(speed, "Decode speed", "tokens/s (median, min-max)")
+
+    places = range(len(good))
+    width = 0.4
+    first.bar([x - width / 2 for x in places], [r["ttft_ms"]["median"] for r in good], width, label="warm (median)",
+              color="#55A868", hatch=hatch, edgecolor="black")  # fmt: skip
+    first.bar([x + width / 2 for x in places], [r["cold_ttft_ms"] for r in good], width, label="cold (first call)",
+              color="#8172B2", hatch=hatch, edgecolor="black")  # fmt: skip
+    first.set_xticks(list(places), labels)
+    first.margins(y=0.2)
+    first.legend(loc="upper left", ncols=2)
+    _panel(first, "Time to first token", "ms")
+
+    load.bar(labels, [r["load_s"] for r in good], color="#CCB974", hatch=hatch, edgecolor="black")
+    _panel(load, "Load time", "seconds")
+    memory.bar(labels, [r["peak_rss_mb"] for r in good], color="#DD8452", hatch=hatch, edgecolor="black")
+    _panel(memory, "Peak memory", "peak RSS (MiB)")
+
+    figure.suptitle(title)
+    if any(low):
+        figure.text(0.5, 0.005, f"hatched: greedy tokens agree with pytorch on less than {LOW_AGREEMENT:.0%}",
+                    ha="center", va="bottom", color="#C44E52")  # fmt: skip
+    figure.tight_layout(rect=(0, 0.03, 1, 1))
+    return figure
+
+
+def _panel(axis: Any, title: str, ylabel: str) -> None:
+    axis.set_title(title)
+    axis.set_ylabel(ylabel)
+    axis.tick_params(axis="x", rotation=20)

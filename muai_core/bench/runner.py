@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Callable
+import tempfile
+import threading
 from dataclasses import dataclass
 from typing import Any
 
 from muai_core.errors import ConfigurationError
+from muai_core.progress import Bar, Progress
 
 DEFAULT_PROMPT = (
     "Write a short story about a lighthouse keeper who finds a message in a bottle. The keeper lives alone on a "
@@ -49,11 +51,14 @@ class BenchSettings:
     config: str | None = None
 
 
-def run_bench(settings: BenchSettings, progress: Callable[[str], None] = print) -> list[dict[str, Any]]:
+def run_bench(settings: BenchSettings, progress: Progress | None = None) -> list[dict[str, Any]]:
     """One row per target, with ratios against the first pytorch target."""
+    progress = progress or Progress("muai bench")
+    progress.steps = len(settings.targets)
+    calls = settings.warmup + settings.runs
     rows = []
-    for index, target in enumerate(settings.targets, 1):
-        progress(f"[{index}/{len(settings.targets)}] {target.label}: {settings.warmup} warm-up + {settings.runs} runs")
+    for target in settings.targets:
+        progress.step(f"{target.label}: load, {settings.warmup} warm-up + {settings.runs} timed runs")
         spec = {
             "model": settings.model,
             "backend": target.backend,
@@ -65,19 +70,56 @@ def run_bench(settings: BenchSettings, progress: Callable[[str], None] = print) 
             "runs": settings.runs,
             "warmup": settings.warmup,
         }
-        rows.append({"target": target.label, **run_worker(spec)})
-        progress(f"      {summary(rows[-1])}")
+        with progress.bar(calls, target.label) as bar:
+            rows.append({"target": target.label, **run_worker(spec, bar)})
+        progress.say(f"  {summary(rows[-1])}")
     return relate(rows)
 
 
-def run_worker(spec: dict[str, Any]) -> dict[str, Any]:
+def run_worker(spec: dict[str, Any], bar: Bar | None = None) -> dict[str, Any]:
+    """Run one target in a worker process, showing its progress events on ``bar``; its result row."""
     command = [sys.executable, "-m", "muai_core.bench.worker", json.dumps(spec)]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=WORKER_TIMEOUT_S)
-    lines = done.stdout.strip().splitlines()
-    if done.returncode != 0 or not lines:
-        errors = [line for line in done.stderr.splitlines() if line.strip()]
-        return {"error": errors[-1] if errors else f"worker exited with {done.returncode}"}
-    return json.loads(lines[-1])
+    with tempfile.TemporaryFile("w+") as stderr:
+        worker = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, text=True)
+        expired = threading.Event()
+        watchdog = threading.Timer(WORKER_TIMEOUT_S, lambda: (expired.set(), worker.kill()))
+        watchdog.start()
+        try:
+            result = None
+            for line in worker.stdout or ():
+                message = _json(line)
+                if "event" in message:
+                    _show(message, bar)
+                elif message:
+                    result = message
+            returncode = worker.wait()
+        finally:
+            watchdog.cancel()
+        stderr.seek(0)
+        errors = [line for line in stderr.read().splitlines() if line.strip()]
+    if expired.is_set():
+        return {"error": f"timed out after {WORKER_TIMEOUT_S} s"}
+    if returncode != 0 or result is None:
+        return {"error": errors[-1] if errors else f"worker exited with {returncode}"}
+    return result
+
+
+def _json(line: str) -> dict[str, Any]:
+    try:
+        message = json.loads(line)
+    except ValueError:  # something a library printed on stdout
+        return {}
+    return message if isinstance(message, dict) else {}
+
+
+def _show(event: dict[str, Any], bar: Bar | None) -> None:
+    if bar is None:
+        return
+    if event["event"] == "loaded":
+        bar.say(f"  loaded in {event['load_s']:.1f} s")
+    elif event["event"] == "call":
+        kind = "warm-up" if event["warmup"] else "timed"
+        bar.advance(f"{kind}, {event['seconds']:.1f} s, first token {event['ttft_ms']:.0f} ms")
 
 
 def relate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -4,7 +4,8 @@ The first call's time to first token is kept apart (``cold_ttft_ms``): it includ
 first seeing each input shape, which a one-shot ``muai generate`` pays and the timed runs do not.
 
 Run as ``python -m muai_core.bench.worker SPEC_JSON``; a fresh process per target keeps one
-backend from warming or starving another, and makes peak RSS that target's own.
+backend from warming or starving another, and makes peak RSS that target's own. Each stdout line
+is JSON: ``{"event": ...}`` lines report progress as it happens, and the last line is the result.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import json
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 from muai_core.errors import BackendError
@@ -31,7 +33,7 @@ def rss_mb() -> dict[str, float]:
     return {"rss_mb": values.get("VmRSS", 0.0), "peak_rss_mb": values.get("VmHWM", 0.0)}
 
 
-def measure(spec: dict[str, Any]) -> dict[str, Any]:
+def measure(spec: dict[str, Any], on_event: Callable[[dict[str, Any]], None] = lambda event: None) -> dict[str, Any]:
     settings = {"enable_fallback": False}  # a benchmark of a backend must not quietly run another
     if spec.get("precision"):
         settings["precision"] = spec["precision"]
@@ -46,10 +48,16 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
     loaded = manager.load_model(spec["model"], backend_override=[spec["backend"]])
     load_s = time.perf_counter() - started
     after_load = rss_mb()["rss_mb"]
+    on_event({"event": "loaded", "load_s": load_s})
     kwargs = {"max_new_tokens": spec["new_tokens"], "ignore_eos": True, "return_full_text": False}
-    calls = [
-        manager.generate_result(spec["model"], spec["prompt"], **kwargs) for _ in range(spec["warmup"] + spec["runs"])
-    ]
+    calls = []
+    for index in range(spec["warmup"] + spec["runs"]):
+        started = time.perf_counter()
+        calls.append(manager.generate_result(spec["model"], spec["prompt"], **kwargs))
+        seconds = time.perf_counter() - started
+        on_event(
+            {"event": "call", "warmup": index < spec["warmup"], "seconds": seconds, "ttft_ms": calls[-1].ttft_s * 1000}
+        )
     results = calls[spec["warmup"] :]
     decode = [(r.new_tokens - 1) / sum(r.token_latencies_s) for r in results if r.token_latencies_s]
     latencies = sorted(t * 1000 for r in results for t in r.token_latencies_s)
@@ -79,9 +87,13 @@ def _spread(values: list[float]) -> dict[str, float] | None:
     return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
+def _emit(event: dict[str, Any]) -> None:
+    print(json.dumps(event), flush=True)
+
+
 def main() -> int:
     try:
-        print(json.dumps(measure(json.loads(sys.argv[1]))))
+        print(json.dumps(measure(json.loads(sys.argv[1]), on_event=_emit)))
     except BackendError as exc:
         print(exc, file=sys.stderr)
         return 2

@@ -12,8 +12,12 @@ def test_bench_compares_backends_and_writes_every_output(write_config, tmp_path,
     argv = ["--config", config, "bench", "tiny-llama", "--backends", "pytorch,openvino,openvino:INT8"]
     argv += ["--runs", "2", "--new-tokens", "6", "--prompt", "Hello world", "--out", str(tmp_path / "out")]
     assert main(argv) == 0
-    table = capsys.readouterr().out
+    table, err = capsys.readouterr()
     assert "decode tok/s" in table and "cold TTFT ms" in table and "openvino INT8" in table
+    # progress as it happens: a step per target, its load, and a line per generation call (not a tty: no bar)
+    assert "muai bench: [3/3] openvino INT8: load, 1 warm-up + 2 timed runs" in err
+    assert "muai bench:   loaded in" in err and "muai bench:   openvino INT8 1/3: warm-up" in err
+    assert err.count("3/3: timed") == 3
     data = json.loads((tmp_path / "out" / "bench.json").read_text())
     rows = {row["target"]: row for row in data["rows"]}
     assert [rows[t]["backend"] for t in ("pytorch", "openvino", "openvino INT8")] == ["pytorch", "openvino", "openvino"]

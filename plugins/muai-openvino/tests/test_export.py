@@ -235,6 +235,20 @@ def test_a_damaged_or_missing_file_makes_the_export_out_of_date(store, tmp_path,
     assert (cache / "gpt2" / BIN).read_bytes() == (store / "models" / "openvino" / "gpt2" / BIN).read_bytes()
 
 
+def test_cli_export_shows_its_steps_on_stderr_and_the_path_once_on_stdout(store, tmp_path, capsys):
+    config = tmp_path / "system.yaml"
+    config.write_text(json.dumps({"models_dir": str(store / "models")}))
+    argv = ["--config", str(config), "export", "gpt2", "--cache-dir", str(tmp_path / "ov")]
+    assert main(argv) == 0 and main(argv) == 0  # the second finds the export up to date
+    out, err = capsys.readouterr()
+    target = str(tmp_path / "ov" / "gpt2")
+    assert out == f"{target}\n{target}\n"
+    assert "muai export: [1/5] loading" in err and "muai export: [5/5] FP32:" in err
+    assert "muai export: gpt2 FP32 is up to date" in err
+    assert target not in err
+    assert "%|" not in err  # not a terminal: no transformers bars either
+
+
 def test_a_second_export_waits_for_the_first_and_uses_its_result(store, tmp_path, capsys):
     config = parse_config({"models_dir": str(store / "models")})
     target = tmp_path / "ov" / "gpt2"

@@ -32,8 +32,19 @@ def test_pull_from_a_local_directory_is_idempotent_and_faithful(tiny_models):
     assert pulled.token_ids == original.token_ids
 
 
+def test_cli_pull_shows_its_steps_on_stderr_and_the_path_once_on_stdout(tiny_models, capsys):
+    for _ in range(2):  # the second pull finds the model there
+        assert main(["pull", tiny_models["llama"], "--name", "tiny"]) == 0
+    out, err = capsys.readouterr()
+    assert out == "models/tiny\nmodels/tiny\n"
+    assert "muai pull: [1/2] loading" in err and "muai pull: [2/2] writing safetensors" in err
+    assert "muai pull: tiny is already pulled; nothing to do" in err
+    assert "models/tiny" not in err
+    assert "%|" not in err  # not a terminal: no transformers bars either
+
+
 def test_a_failed_pull_leaves_nothing_behind(tiny_models, monkeypatch):
-    def broken_save(source, staging, *, local):
+    def broken_save(source, staging, progress, *, local):
         (staging / "config.json").write_text("{}")
         raise OSError("disk full")
 

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import sys
 import time
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
 from muai_core.errors import ModelLoadError, first_line
 from muai_core.model_source import HUB_ID, check_model_dir
+from muai_core.progress import Progress
 from muai_core.staging import staged_directory, target_lock
 
 MANIFEST = "muai-pull.json"
@@ -43,22 +44,25 @@ DEFAULT_MODEL = "smollm2-135m"
 
 
 def pull(source: str, models_dir: str | Path = "models", name: str | None = None, force: bool = False) -> Path:
-    """Fetch or convert ``source`` into ``models_dir/name``; return the directory."""
+    """Fetch or convert ``source`` into ``models_dir/name``; return the directory.
+
+    Steps are reported on stderr; the directory is not (``muai pull`` prints it once, on stdout).
+    """
     kind = source_kind(source)
     name = name or default_name(source)
     if not HUB_ID.match(name) or "/" in name:
         raise ModelLoadError(f"{name!r} is not a usable model name", hint="pass --name with letters, digits, . _ -")
     target = Path(models_dir) / name
+    progress = Progress("muai pull", steps=2)
     if is_complete(target) and not force:
-        _say(f"{name}: already in {target}, nothing to do")
+        progress.say(f"{name} is already pulled; nothing to do")
         return target
     waiting = f"{name}: another pull to {target} is running; waiting for it to finish"
-    with target_lock(target, on_wait=lambda: _say(waiting), hint=WRITABLE):
+    with target_lock(target, on_wait=lambda: progress.say(waiting), hint=WRITABLE):
         if force or not is_complete(target):  # else a pull this one waited for has just written it
-            with staged_directory(target, MANIFEST, hint=WRITABLE) as staging:
-                _convert(source, kind, staging)
+            with staged_directory(target, MANIFEST, hint=WRITABLE) as staging, _library_bars(progress):
+                _convert(source, kind, staging, progress)
                 (staging / MANIFEST).write_text(json.dumps({"source": source, "kind": kind, "pulled_at": time.time()}))
-    _say(f"{name}: ready in {target}")
     return target
 
 
@@ -94,15 +98,15 @@ def source_kind(source: str) -> str:
     )
 
 
-def _convert(source: str, kind: str, staging: Path) -> None:
+def _convert(source: str, kind: str, staging: Path, progress: Progress) -> None:
     if kind == "builtin":
-        _save_from_gguf(_packaged_gguf(BUILTIN[source]), staging)
+        _save_from_gguf(_packaged_gguf(BUILTIN[source]), staging, progress)
     elif kind == "gguf":
-        _save_from_gguf(Path(source), staging)
+        _save_from_gguf(Path(source), staging, progress)
     else:
         if kind == "directory":
             check_model_dir(Path(source), source)
-        _save_pretrained(source, staging, local=kind == "directory")
+        _save_pretrained(source, staging, progress, local=kind == "directory")
 
 
 def _packaged_gguf(entry: PackagedGguf) -> Path:
@@ -114,32 +118,32 @@ def _packaged_gguf(entry: PackagedGguf) -> Path:
     return Path(spec.origin).parent / entry.file
 
 
-def _save_from_gguf(file: Path, staging: Path) -> None:
+def _save_from_gguf(file: Path, staging: Path, progress: Progress) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     missing = [m for m in ("gguf", "accelerate") if importlib.util.find_spec(m) is None]
     if missing:
         raise ModelLoadError(f"reading GGUF needs {', '.join(missing)}", hint="pip install 'muai-pytorch[gguf]'")
-    _say(f"[1/2] reading and dequantizing {file.name} to float32")
+    progress.step(f"reading and dequantizing {file.name} to float32")
     tokenizer = AutoTokenizer.from_pretrained(file.parent, gguf_file=file.name)
     model = AutoModelForCausalLM.from_pretrained(file.parent, gguf_file=file.name, dtype=torch.float32)
     # The weights are dense float32 now; transformers refuses to save while the GGUF quantizer is attached.
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    _say(f"[2/2] writing safetensors to {staging.parent}")
+    progress.step("writing safetensors")
     model.save_pretrained(staging, safe_serialization=True)
     tokenizer.save_pretrained(staging)
 
 
-def _save_pretrained(source: str, staging: Path, *, local: bool) -> None:
+def _save_pretrained(source: str, staging: Path, progress: Progress, *, local: bool) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from muai_pytorch.loading import hub_offline
 
     offline = local or hub_offline()
-    _say(f"[1/2] loading {source}" + ("" if local else " from the Hugging Face hub"))
+    progress.step(f"loading {source}" + ("" if local else " from the Hugging Face hub"))
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=offline, trust_remote_code=False)
         model = AutoModelForCausalLM.from_pretrained(
@@ -150,10 +154,13 @@ def _save_pretrained(source: str, staging: Path, *, local: bool) -> None:
             f"cannot pull {source}: {first_line(exc)}",
             hint="the hub is unreachable here; pull from a local directory or a .gguf file instead",
         ) from exc
-    _say(f"[2/2] writing safetensors to {staging.parent}")
+    progress.step("writing safetensors")
     model.save_pretrained(staging, safe_serialization=True)
     tokenizer.save_pretrained(staging)
 
 
-def _say(message: str) -> None:
-    print(f"muai pull: {message}", file=sys.stderr, flush=True)
+def _library_bars(progress: Progress) -> AbstractContextManager[None]:
+    """transformers' own bars (tqdm) where ``progress`` draws bars, off where stderr is a log."""
+    from muai_pytorch.loading import quiet_progress
+
+    return nullcontext() if progress.bars else quiet_progress()

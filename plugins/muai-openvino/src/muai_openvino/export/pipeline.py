@@ -12,8 +12,8 @@ import hashlib
 import json
 import os
 import shutil
-import sys
 import time
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -22,6 +22,7 @@ from typing import Any
 from muai_core.config import MuaiConfig
 from muai_core.errors import ConfigurationError, ModelLoadError
 from muai_core.model_source import check_model_dir, resolve_model
+from muai_core.progress import Progress
 from muai_core.staging import staged_directory, target_lock
 from muai_openvino.export.compress import compress_int8
 from muai_openvino.files import BIN, MANIFEST, REQUIRED, XML, ir_dir_name, model_label
@@ -49,7 +50,10 @@ def export_model(
     *,
     force: bool = False,
 ) -> ExportResult:
-    """Export model ``name`` (a configured name, ``models/{name}`` or a local directory)."""
+    """Export model ``name`` (a configured name, ``models/{name}`` or a local directory).
+
+    Steps are reported on stderr; the directory is not (``muai export`` prints it once, on stdout).
+    """
     precision = precision.upper()
     if precision not in PRECISIONS:
         raise ConfigurationError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
@@ -68,21 +72,23 @@ def export_model(
     label = model_label(name, source.source, source.is_local)
     target = root / ir_dir_name(label, precision)
     digest = source_digest(source_dir)
+    progress = Progress("muai export", steps=STEPS)
     existing = None if force else _up_to_date(target, digest, precision)
     if existing is None:
         waiting = f"another export to {target} is running; waiting for it to finish"
-        with target_lock(target, on_wait=lambda: _say(waiting), hint=WRITABLE):
+        with target_lock(target, on_wait=lambda: progress.say(waiting), hint=WRITABLE):
             existing = None if force else _up_to_date(target, digest, precision)  # a finished wait may have made it
             if existing is None:
-                with staged_directory(target, MANIFEST, hint=WRITABLE) as staging:
-                    manifest = _export(source_dir, label, precision, staging, digest)
-                _say(f"done: {target}")
+                with staged_directory(target, MANIFEST, hint=WRITABLE) as staging, _library_bars(progress):
+                    manifest = _export(source_dir, label, precision, staging, digest, progress)
                 return ExportResult(target, manifest, skipped=False)
-    _say(f"{target} is up to date (same source and precision); use --force to export again")
+    progress.say(f"{label} {precision} is up to date (same source and precision); use --force to export again")
     return ExportResult(target, existing, skipped=True)
 
 
-def _export(source_dir: Path, name: str, precision: str, staging: Path, digest: str) -> dict[str, Any]:
+def _export(
+    source_dir: Path, name: str, precision: str, staging: Path, digest: str, progress: Progress
+) -> dict[str, Any]:
     import openvino as ov
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -91,14 +97,14 @@ def _export(source_dir: Path, name: str, precision: str, staging: Path, digest: 
     from muai_openvino.export.validate import validate
 
     started = time.perf_counter()
-    _say(f"[1/{STEPS}] loading {source_dir} with PyTorch")
+    progress.step(f"loading {source_dir} with PyTorch")
     model = AutoModelForCausalLM.from_pretrained(
         source_dir, dtype=torch.float32, attn_implementation="sdpa", use_safetensors=True, trust_remote_code=False
     ).eval()
     tokenizer = AutoTokenizer.from_pretrained(source_dir, trust_remote_code=False)
-    _say(f"[2/{STEPS}] tracing and converting to a stateful OpenVINO model")
+    progress.step("tracing and converting to a stateful OpenVINO model")
     ov_model = convert(model)
-    _say(f"[3/{STEPS}] writing {precision} IR")
+    progress.step(f"writing {precision} IR")
     compressed = compress_int8(ov_model) if precision == "INT8" else 0
     ov.save_model(ov_model, staging / XML, compress_to_fp16=precision == "FP16")
     tokenizer.save_pretrained(staging)
@@ -118,14 +124,14 @@ def _export(source_dir: Path, name: str, precision: str, staging: Path, digest: 
         "versions": {pkg: _version(pkg) for pkg in ("openvino", "torch", "transformers", "muai-openvino")},
     }
     _write_manifest(staging, manifest)
-    _say(f"[4/{STEPS}] validating against PyTorch")
+    progress.step("validating against PyTorch")
     check = validate(staging, name, precision, model, tokenizer)
     manifest["validation"] = check.as_dict()
     manifest["export_seconds"] = round(time.perf_counter() - started, 2)
     _write_manifest(staging, manifest)
     size = (staging / BIN).stat().st_size / 2**20
-    _say(
-        f"[5/{STEPS}] {precision}: {size:.0f} MiB of weights, max abs logit diff {check.max_abs_diff:.2e}, "
+    progress.step(
+        f"{precision}: {size:.0f} MiB of weights, max abs logit diff {check.max_abs_diff:.2e}, "
         f"greedy tokens agree {check.token_agreement:.0%} ({check.tokens_compared} compared)"
     )
     return manifest
@@ -192,5 +198,8 @@ def _version(package: str) -> str | None:
         return None
 
 
-def _say(message: str) -> None:
-    print(f"muai export: {message}", file=sys.stderr, flush=True)
+def _library_bars(progress: Progress) -> AbstractContextManager[None]:
+    """transformers' own bars (tqdm) where ``progress`` draws bars, off where stderr is a log."""
+    from muai_pytorch.loading import quiet_progress
+
+    return nullcontext() if progress.bars else quiet_progress()
