@@ -1,6 +1,12 @@
 """Fixtures for testing muai and backend plugins, registered with pytest through ``pytest11``.
 
-def test_mine(muai_workdir, muai_registry): ...
+    def test_mine(muai_workdir, muai_registry): ...
+
+Two opt-in settings for a test suite (muai's own suites turn both on in the root ``pyproject.toml``)::
+
+    [tool.pytest.ini_options]
+    muai_isolated_cwd = true                  # every test runs in its own muai_workdir
+    addopts = "--hypothesis-profile=muai"     # Hypothesis with function-scoped fixtures, no deadline
 """
 
 from __future__ import annotations
@@ -13,6 +19,19 @@ import pytest
 from muai_core.locations import HOME_ENV
 from muai_core.plugins import PluginRegistry
 
+try:
+    from hypothesis import HealthCheck, settings
+except ImportError:  # Hypothesis is a test extra; without it there is no profile to offer
+    pass
+else:
+    # @given tests take function-scoped fixtures (the working directory) that stay the same across examples;
+    # a model load can take longer than Hypothesis's default deadline.
+    settings.register_profile("muai", suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addini("muai_isolated_cwd", "run every test in its own muai_workdir", type="bool", default=False)
+
 
 @pytest.fixture
 def muai_workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
@@ -23,6 +42,13 @@ def muai_workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv(HOME_ENV, str(tmp_path.parent / f"{tmp_path.name}-muai-home"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # nothing may come from the hub in a test; fail fast
     return tmp_path
+
+
+@pytest.fixture(autouse=True)
+def muai_isolated_cwd(request: pytest.FixtureRequest) -> None:
+    """With the ini setting ``muai_isolated_cwd = true``, each test runs in ``muai_workdir``."""
+    if request.config.getini("muai_isolated_cwd"):
+        request.getfixturevalue("muai_workdir")
 
 
 @pytest.fixture
