@@ -21,7 +21,7 @@ from muai_core.errors import ModelLoadError
 from muai_core.staging import staged_directory, target_lock
 from muai_openvino.export import pipeline
 from muai_openvino.export.pipeline import export_model, source_digest
-from muai_openvino.files import BIN, MANIFEST, REQUIRED, XML, check_ir_dir, ir_dir
+from muai_openvino.export_layout import BIN, MANIFEST, REQUIRED, XML, check_ir_dir, ir_dir
 
 REPO = Path(__file__).resolve().parents[3]
 

@@ -188,6 +188,17 @@ def test_config_is_read_back_from_the_compiled_model(write_config):
     assert (properties["INFERENCE_NUM_THREADS"], properties["PERFORMANCE_HINT"]) == ("1", "LATENCY")
 
 
+def test_model_info_names_each_execution_device_as_openvino_lists_them(write_config):
+    ov_manager = manager(write_config(), backend="openvino")
+    ov_manager.load_model("gpt2")
+    handle = ov_manager.get_model("gpt2").handle
+    assert handle.execution_devices == ("CPU",)
+    # What a model compiled for MULTI:GPU.0,CPU reports, and how the property reads once printed.
+    handle.execution_devices = ("GPU.0", "CPU")
+    handle.properties["EXECUTION_DEVICES"] = "['GPU.0', 'CPU']"
+    assert ov_manager.get_model_info("gpt2")["model_info"]["device"] == "GPU.0,CPU"
+
+
 @pytest.fixture
 def own_llama(store, tmp_path) -> str:
     """A cache_dir holding this test's own copy of the tiny-llama export, mapped by no other test's model."""

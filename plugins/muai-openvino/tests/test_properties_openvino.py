@@ -16,7 +16,7 @@ from muai_core import ModelManager, PerformanceMonitor
 from muai_core.contracts import LoadRequest
 from muai_core.errors import BackendError, ConfigurationError, InferenceError, ModelLoadError
 from muai_openvino import generation, runtime
-from muai_openvino.files import REQUIRED, ir_dir
+from muai_openvino.export_layout import REQUIRED, ir_dir
 from muai_openvino.settings import available_device, normalize_device
 
 prompts = st.text(string.ascii_letters + string.digits + " .,!?'", min_size=1, max_size=30).filter(str.strip)

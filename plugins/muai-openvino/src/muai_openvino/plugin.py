@@ -42,10 +42,9 @@ class OpenVINOBackend:
 
     @hookimpl
     def muai_model_info(self, model: runtime.OpenVINOModel) -> dict[str, Any]:
-        devices = model.properties.get("EXECUTION_DEVICES", "")
         return {
             "backend": "openvino",
-            "device": devices.strip("[]'\" ") or model.requested_device,
+            "device": ",".join(model.execution_devices) or model.requested_device,
             "requested_device": model.requested_device,
             "precision": model.manifest.get("precision"),
             "inference_precision": model.properties.get("INFERENCE_PRECISION_HINT", "f32"),
