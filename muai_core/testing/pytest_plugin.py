@@ -1,6 +1,6 @@
 """Fixtures for testing muai and backend plugins, registered with pytest through ``pytest11``.
 
-    def test_mine(muai_workdir, muai_registry): ...
+    def test_mine(muai_workdir, muai_registry, muai_broken_import): ...
 
 Two opt-in settings for a test suite (muai's own suites turn both on in the root ``pyproject.toml``)::
 
@@ -11,11 +11,15 @@ Two opt-in settings for a test suite (muai's own suites turn both on in the root
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
+import importlib
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from muai_core import availability
 from muai_core.locations import HOME_ENV
 from muai_core.plugins import PluginRegistry
 
@@ -55,3 +59,22 @@ def muai_isolated_cwd(request: pytest.FixtureRequest) -> None:
 def muai_registry() -> Iterator[PluginRegistry]:
     """A registry with no plugins at all: register the ones a test needs with ``register(plugin, name)``."""
     yield PluginRegistry()
+
+
+@pytest.fixture
+def muai_broken_import(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Callable[[str, BaseException], None]:
+    """``break_import(name, error)``: for this test, ``import name`` raises ``error`` as a broken install would
+    (e.g. ``OSError`` for a missing shared library), and availability checks import their modules afresh."""
+    root = tmp_path_factory.mktemp("broken-imports")
+    monkeypatch.syspath_prepend(str(root))
+    monkeypatch.setattr(availability, "_import_error", functools.cache(availability._import_error.__wrapped__))
+
+    def break_import(name: str, error: BaseException) -> None:
+        if name in sys.modules:
+            monkeypatch.delitem(sys.modules, name)
+        (root / f"{name}.py").write_text(f"raise {error!r}\n", encoding="utf-8")
+        importlib.invalidate_caches()
+
+    return break_import

@@ -454,14 +454,15 @@ def test_unload_releases_the_weights_while_an_error_from_generation_is_kept(writ
     assert not is_mapped(weights)
 
 
-def test_openvino_missing_falls_back_to_pytorch(write_config, monkeypatch):
-    import muai_openvino.plugin as plugin
-
-    real = plugin.find_spec
-    monkeypatch.setattr(plugin, "find_spec", lambda name: None if name == "openvino" else real(name))
+def test_openvino_that_does_not_import_falls_back_to_pytorch(write_config, muai_broken_import):
+    muai_broken_import("openvino", ImportError("libopenvino.so.2540: cannot open shared object file"))
     loaded = manager(write_config(), backend="openvino").load_model("gpt2")
     assert loaded.backend_name == "pytorch"
-    assert loaded.attempts[0].outcome == "unavailable" and "pip install muai-openvino" in loaded.attempts[0].reason
+    assert loaded.attempts[0].outcome == "unavailable"
+    assert loaded.attempts[0].reason == (
+        "backend 'openvino' is unavailable: openvino does not import "
+        "(ImportError: libopenvino.so.2540: cannot open shared object file); pip install muai-openvino"
+    )
 
 
 def test_compile_failure_is_wrapped_with_context(write_config, monkeypatch):
