@@ -166,16 +166,6 @@ def test_a_budget_beyond_any_use_allocates_only_what_the_sequence_uses(write_con
     assert result.token_ids == reference.token_ids
 
 
-def test_unavailable_device_falls_back_to_cpu_with_a_warning(write_config, caplog):
-    config = write_config({"openvino": {"device": "GPU"}})
-    with caplog.at_level(logging.WARNING):
-        ov_manager = manager(config, backend="openvino")
-        ov_manager.load_model("gpt2")
-    assert "OpenVINO device 'GPU' not available on this system. Available devices: CPU" in caplog.text
-    info = ov_manager.get_model_info("gpt2")["model_info"]
-    assert (info["device"], info["requested_device"]) == ("CPU", "GPU")
-
-
 def test_config_is_read_back_from_the_compiled_model(write_config):
     config = write_config({"openvino": {"num_streams": 2, "performance_hint": "throughput"}})
     ov_manager = manager(config, backend="openvino")
