@@ -1,1 +1,1 @@
-"""Compatibility alias: the seed's ``mm_orch`` package name, served by ``muai_core``."""
+"""Compatibility alias: the original design's ``mm_orch`` package name, served by ``muai_core``."""

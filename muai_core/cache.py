@@ -64,9 +64,5 @@ class LRUCache(Generic[T]):
         with self._lock:
             return key in self._entries
 
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._entries)
-
     def _over_bytes(self) -> bool:
         return self.max_bytes is not None and self.total_bytes > self.max_bytes

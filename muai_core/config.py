@@ -1,4 +1,4 @@
-"""The YAML configuration (seed schema): load, validate, and answer questions about it.
+"""The YAML configuration (the schema in docs/design.md): load, validate, and answer questions about it.
 
 Policy: a missing file means defaults; a file that is present but invalid raises
 ``ConfigurationError`` naming the key, the bad value and what is allowed. Nothing is silently

@@ -27,7 +27,8 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 def muai_backend_available() -> Availability:
     """Say whether this backend can run here, and why not, without loading a model.
 
-    Must be cheap: check that the runtime is importable, do not import it.
+    "Available" means the runtime imports: import its modules (``muai_core.availability.modules_import``
+    does, once per process) and name the one that fails and why.
     """
 
 

@@ -1,4 +1,4 @@
-"""ModelManager: the seed's facade over plugins, resolver, model cache, config and monitor."""
+"""ModelManager: the design's facade over plugins, resolver, model cache, config and monitor."""
 
 from __future__ import annotations
 
@@ -194,7 +194,7 @@ class ModelManager:
         return self._monitor.get_model_stats(model_name)
 
     def compare_backends(self, backend1: str, backend2: str) -> dict[str, Any]:
-        """Seed's comparison: ``throughput_improvement`` > 1 means ``backend2`` is faster."""
+        """The design's comparison: ``throughput_improvement`` > 1 means ``backend2`` is faster."""
         return self._monitor.compare_backends(backend1, backend2)
 
     def _run(self, model_name: str, stage: str, operation: Any) -> Any:

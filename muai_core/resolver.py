@@ -90,7 +90,7 @@ class LoadedModel:
         return size if isinstance(size, int) and not isinstance(size, bool) and size > 0 else 0
 
     def metadata(self) -> dict[str, Any]:
-        """The seed's BackendMetadata, as a dict."""
+        """The design's BackendMetadata, as a dict."""
         info = self.backend.info(self.handle)
         return {
             "backend_type": self.backend.name,

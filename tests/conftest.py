@@ -1,22 +1,12 @@
-"""Shared fixtures: an isolated working directory, a fresh registry with real in-place backends."""
+"""Shared fixtures: a fresh registry with real in-place backends (each test runs in its own empty directory)."""
 
 from __future__ import annotations
 
 import pytest
-from hypothesis import HealthCheck, settings
 
 from muai_core import ModelManager, PerformanceMonitor
 from muai_core.plugins import PluginRegistry
 from muai_core.testing import CountingBackend, FaultyBackend
-
-settings.register_profile("default", suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None)
-settings.load_profile("default")
-
-
-@pytest.fixture(autouse=True)
-def isolated_cwd(muai_workdir):
-    """Each test runs in an empty directory: no config/system.yaml, no models/ unless it makes them."""
-    return muai_workdir
 
 
 @pytest.fixture

@@ -1,1 +1,1 @@
-"""Compatibility alias of ``muai_core`` under the seed's ``mm_orch.runtime`` path."""
+"""Compatibility alias of ``muai_core`` under the original design's ``mm_orch.runtime`` path."""

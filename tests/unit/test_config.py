@@ -1,4 +1,4 @@
-"""YAML configuration: defaults, the seed's schema, and clear errors for invalid content."""
+"""YAML configuration: defaults, the design's schema, and clear errors for invalid content."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from muai_core.config import MuaiConfig, load_config, parse_config
 from muai_core.errors import ConfigurationError
 from tests.conftest import write_config
 
-SEED_EXAMPLE = """
+DESIGN_EXAMPLE = """
 backend:
   default: openvino
   openvino:
@@ -35,8 +35,8 @@ def test_missing_file_gives_defaults():
     assert (config.default_backend, config.priority, config.models_dir) == ("pytorch", ("pytorch",), "models")
 
 
-def test_seed_schema_parses():
-    config = load_config(write_config(SEED_EXAMPLE))
+def test_the_design_schema_parses():
+    config = load_config(write_config(DESIGN_EXAMPLE))
     assert config.default_backend == "openvino"
     assert config.backend_settings("openvino")["num_streams"] == 1
     assert config.backend_settings("pytorch") == {"device": "cpu", "dtype": "float32"}

@@ -10,7 +10,7 @@ from muai_core.contracts import GenerationRequest
 from muai_core.errors import InvalidInputError
 
 
-def test_defaults_are_greedy_with_the_seeds_max_length():
+def test_defaults_are_greedy_with_the_designs_max_length():
     request = GenerationRequest.from_kwargs("hi")
     assert (request.max_length, request.do_sample, request.return_full_text) == (100, False, True)
 

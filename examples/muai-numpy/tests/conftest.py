@@ -9,11 +9,6 @@ import pytest
 from muai_pytorch.testing import build_tiny_model
 
 
-@pytest.fixture(autouse=True)
-def isolated_cwd(muai_workdir):
-    return muai_workdir
-
-
 @pytest.fixture(scope="session")
 def models_dir(tmp_path_factory) -> Path:
     """``gpt2`` and ``llama`` in fp32, ``llama-bf16`` with bf16 weights."""

@@ -6,22 +6,13 @@ from pathlib import Path
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, settings
 
 from muai_core.config import parse_config
 from muai_openvino.export.pipeline import export_model
 from muai_pytorch.testing import build_tiny_model
 
-settings.register_profile("default", suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None)
-settings.load_profile("default")
-
 MODELS = {"gpt2": "gpt2", "tiny-llama": "llama"}
 PRECISIONS = ("FP32", "FP16", "INT8")
-
-
-@pytest.fixture(autouse=True)
-def isolated_cwd(muai_workdir):
-    return muai_workdir
 
 
 @pytest.fixture(scope="session")

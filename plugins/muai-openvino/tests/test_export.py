@@ -21,7 +21,7 @@ from muai_core.errors import ModelLoadError
 from muai_core.staging import staged_directory, target_lock
 from muai_openvino.export import pipeline
 from muai_openvino.export.pipeline import export_model, source_digest
-from muai_openvino.files import BIN, MANIFEST, REQUIRED, XML, check_ir_dir, ir_dir
+from muai_openvino.export_layout import BIN, MANIFEST, REQUIRED, XML, check_ir_dir, ir_dir
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -80,7 +80,7 @@ def test_unknown_model_and_precision_are_clear_errors(store, tmp_path):
         export_model("gpt2", config, "INT4", str(tmp_path))
 
 
-def test_seed_export_script_runs_as_written(store, tmp_path):
+def test_the_design_export_script_runs_as_written(store, tmp_path):
     shutil.copytree(store / "models" / "gpt2", tmp_path / "models" / "gpt2")
     run = subprocess.run(
         [sys.executable, str(REPO / "scripts" / "export_to_openvino.py"), "gpt2", "--precision", "FP16"],

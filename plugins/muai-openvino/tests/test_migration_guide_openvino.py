@@ -1,4 +1,4 @@
-"""The seed's OpenVINO migration snippets and export commands, verbatim, on a real export."""
+"""The original design's OpenVINO migration snippets and export commands, verbatim, on a real export."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from muai_core.monitor import default_monitor
-from tests.seed_snippets import (
+from muai_core.testing.design_snippets import (
     CONFIG_FILE,
     EXISTING_USERS,
     EXPORT_COMMANDS,

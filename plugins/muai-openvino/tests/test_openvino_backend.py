@@ -18,7 +18,7 @@ from muai_core.errors import ConfigurationError, InferenceError, InvalidInputErr
 from muai_core.plugins import default_registry
 from muai_core.text_codec import TextCodec
 from muai_openvino.export.pipeline import file_records
-from muai_openvino.files import MANIFEST
+from muai_openvino.export_layout import MANIFEST
 
 NAMES = ("gpt2", "tiny-llama")
 PROMPTS = ("Hello world", "The capital of France is", "muai runs language models")
@@ -172,16 +172,6 @@ def test_a_budget_beyond_any_use_allocates_only_what_the_sequence_uses(write_con
     assert result.token_ids == reference.token_ids
 
 
-def test_unavailable_device_falls_back_to_cpu_with_a_warning(write_config, caplog):
-    config = write_config({"openvino": {"device": "GPU"}})
-    with caplog.at_level(logging.WARNING):
-        ov_manager = manager(config, backend="openvino")
-        ov_manager.load_model("gpt2")
-    assert "OpenVINO device 'GPU' not available on this system. Available devices: CPU" in caplog.text
-    info = ov_manager.get_model_info("gpt2")["model_info"]
-    assert (info["device"], info["requested_device"]) == ("CPU", "GPU")
-
-
 def test_config_is_read_back_from_the_compiled_model(write_config):
     config = write_config({"openvino": {"num_streams": 2, "performance_hint": "throughput"}})
     ov_manager = manager(config, backend="openvino")
@@ -192,6 +182,17 @@ def test_config_is_read_back_from_the_compiled_model(write_config):
     single.load_model("gpt2")
     properties = single.get_model_info("gpt2")["model_info"]["properties"]
     assert (properties["INFERENCE_NUM_THREADS"], properties["PERFORMANCE_HINT"]) == ("1", "LATENCY")
+
+
+def test_model_info_names_each_execution_device_as_openvino_lists_them(write_config):
+    ov_manager = manager(write_config(), backend="openvino")
+    ov_manager.load_model("gpt2")
+    handle = ov_manager.get_model("gpt2").handle
+    assert handle.execution_devices == ("CPU",)
+    # What a model compiled for MULTI:GPU.0,CPU reports, and how the property reads once printed.
+    handle.execution_devices = ("GPU.0", "CPU")
+    handle.properties["EXECUTION_DEVICES"] = "['GPU.0', 'CPU']"
+    assert ov_manager.get_model_info("gpt2")["model_info"]["device"] == "GPU.0,CPU"
 
 
 @pytest.fixture
@@ -449,14 +450,15 @@ def test_unload_releases_the_weights_while_an_error_from_generation_is_kept(writ
     assert not is_mapped(weights)
 
 
-def test_openvino_missing_falls_back_to_pytorch(write_config, monkeypatch):
-    import muai_openvino.plugin as plugin
-
-    real = plugin.find_spec
-    monkeypatch.setattr(plugin, "find_spec", lambda name: None if name == "openvino" else real(name))
+def test_openvino_that_does_not_import_falls_back_to_pytorch(write_config, muai_broken_import):
+    muai_broken_import("openvino", ImportError("libopenvino.so.2540: cannot open shared object file"))
     loaded = manager(write_config(), backend="openvino").load_model("gpt2")
     assert loaded.backend_name == "pytorch"
-    assert loaded.attempts[0].outcome == "unavailable" and "pip install muai-openvino" in loaded.attempts[0].reason
+    assert loaded.attempts[0].outcome == "unavailable"
+    assert loaded.attempts[0].reason == (
+        "backend 'openvino' is unavailable: openvino does not import "
+        "(ImportError: libopenvino.so.2540: cannot open shared object file); pip install muai-openvino"
+    )
 
 
 def test_compile_failure_is_wrapped_with_context(write_config, monkeypatch):

@@ -5,17 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, settings
 
 from muai_pytorch.testing import build_tiny_model
-
-settings.register_profile("default", suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None)
-settings.load_profile("default")
-
-
-@pytest.fixture(autouse=True)
-def isolated_cwd(muai_workdir):
-    return muai_workdir
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""The seed's migration-guide snippets, verbatim, against a local model directory (PyTorch path)."""
+"""The original design's migration-guide snippets, verbatim, against a local model directory (PyTorch path)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,13 @@ from pathlib import Path
 import pytest
 
 from muai_core.monitor import default_monitor
-from tests.seed_snippets import CONFIG_FILE, EXISTING_USERS, PERFORMANCE_COMPARISON, PROGRAMMATIC_SELECTION, run_snippet
+from muai_core.testing.design_snippets import (
+    CONFIG_FILE,
+    EXISTING_USERS,
+    PERFORMANCE_COMPARISON,
+    PROGRAMMATIC_SELECTION,
+    run_snippet,
+)
 
 
 @pytest.fixture

@@ -20,8 +20,8 @@ prompts = st.text(string.ascii_letters + string.digits + " .,!?'", min_size=1, m
 
 
 @pytest.fixture(scope="module")
-def seed_implementation(tiny_models):
-    """The seed's pre-integration PyTorchBackend.generate, written out as the seed has it."""
+def original_implementation(tiny_models):
+    """The original design's pre-integration PyTorchBackend.generate, as the design wrote it."""
     path = tiny_models["gpt2"]
     tokenizer = AutoTokenizer.from_pretrained(path)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
@@ -38,14 +38,14 @@ def seed_implementation(tiny_models):
 # Feature: openvino-backend-integration, Property 5: Backward Compatibility Preservation
 @settings(max_examples=100)
 @given(prompt=prompts, extra=st.integers(1, 12))
-def test_property_5_backward_compatibility(tiny_models, seed_implementation, prompt, extra):
+def test_property_5_backward_compatibility(tiny_models, original_implementation, prompt, extra):
     path = tiny_models["gpt2"]
     manager = ModelManager(device="cpu", monitor=PerformanceMonitor())
     assert manager.backend_type == "pytorch"
     manager.load_model(path, "transformers")
     prompt_tokens = len(manager.get_model(path).handle.tokenizer(prompt).input_ids)
     max_length = prompt_tokens + extra
-    assert manager.generate(path, prompt, max_length=max_length) == seed_implementation(prompt, max_length)
+    assert manager.generate(path, prompt, max_length=max_length) == original_implementation(prompt, max_length)
 
 
 batches = st.integers(1, 3).flatmap(

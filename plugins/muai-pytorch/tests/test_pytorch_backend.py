@@ -27,6 +27,15 @@ def test_registered_through_its_entry_point():
     assert default_registry().backend("pytorch").available().available
 
 
+def test_a_runtime_that_does_not_import_makes_the_backend_unavailable(muai_broken_import):
+    muai_broken_import("torch", OSError("libtorch_cpu.so: cannot open shared object file"))
+    availability = default_registry().backend("pytorch").available()
+    assert not availability.available
+    assert availability.reason == (
+        "torch does not import (OSError: libtorch_cpu.so: cannot open shared object file); pip install muai-pytorch"
+    )
+
+
 @pytest.mark.parametrize("arch", ARCHS)
 def test_greedy_matches_transformers_and_is_deterministic(tiny_models, arch):
     path = tiny_models[arch]

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from importlib.util import find_spec
 from typing import Any
 
 import numpy as np
 
 from muai_core import hookimpl
+from muai_core.availability import modules_import
 from muai_core.contracts import Availability, GenerationRequest, GenerationResult, LoadRequest
 from muai_core.decoding import decode_loop
 from muai_core.inputs import token_arrays
@@ -18,10 +18,7 @@ from muai_numpy.loading import NAME, NumpyModel, load, parameters
 class NumpyBackend:
     @hookimpl
     def muai_backend_available(self) -> Availability:
-        missing = [m for m in ("numpy", "tokenizers", "jinja2") if find_spec(m) is None]
-        if missing:
-            return Availability(False, f"missing Python package(s): {', '.join(missing)}; pip install muai-numpy")
-        return Availability(True)
+        return modules_import(("numpy", "tokenizers", "jinja2"), "pip install muai-numpy")
 
     @hookimpl
     def muai_load_model(self, request: LoadRequest) -> NumpyModel:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from importlib.util import find_spec
 from typing import Any
 
 import numpy as np
 
 from muai_core import hookimpl
+from muai_core.availability import modules_import
 from muai_core.config import reject_unknown_keys
 from muai_core.contracts import Availability, GenerationRequest, GenerationResult, LoadRequest
 from muai_core.decoding import decode_loop
@@ -33,10 +33,8 @@ class TemplateModel:
 class TemplateBackend:
     @hookimpl
     def muai_backend_available(self) -> Availability:
-        # ENGINE: check that your runtime is importable, without importing it.
-        if find_spec("numpy") is None:
-            return Availability(False, "numpy is not installed; pip install muai-template")
-        return Availability(True)
+        # ENGINE: the modules your runtime needs; available means they import (once per process).
+        return modules_import(("numpy",), "pip install muai-template")
 
     @hookimpl
     def muai_load_model(self, request: LoadRequest) -> TemplateModel:

@@ -59,7 +59,7 @@ def _names(args: argparse.Namespace, configured: Sequence[str]) -> list[str]:
 
 
 def script_main(argv: Sequence[str] | None = None) -> int:
-    """The seed's ``python scripts/export_to_openvino.py gpt2 --precision FP16``."""
+    """The original design's ``python scripts/export_to_openvino.py gpt2 --precision FP16``."""
     from muai_core.cli import run_command
 
     parser = argparse.ArgumentParser(prog="export_to_openvino.py", description="Export a model to OpenVINO IR.")

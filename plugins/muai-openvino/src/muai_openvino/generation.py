@@ -24,7 +24,7 @@ def generate(handle: OpenVINOModel, request: GenerationRequest) -> GenerationRes
             return _decode(PagedStep(handle, longest), prompt_ids, handle, request)
         handle.request.reset_state()
         try:
-            return _decode(StepInputs(handle, len(prompt_ids)), prompt_ids, handle, request)
+            return _decode(StatefulStep(handle, len(prompt_ids)), prompt_ids, handle, request)
         finally:
             handle.request.reset_state()
 
@@ -35,7 +35,7 @@ def _decode(step: Step, prompt_ids: list[int], handle: OpenVINOModel, request: G
     )
 
 
-class StepInputs:
+class StatefulStep:
     """One decode step on a stateful request: sets the new tokens, the mask and the positions, returns the logits.
 
     The mask and the positions are views of buffers that grow as the sequence does, so a step copies

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Mapping
-from importlib.util import find_spec
 from typing import Any
 
 from muai_core import hookimpl
+from muai_core.availability import modules_import
 from muai_core.contracts import Availability, GenerationRequest, GenerationResult, LoadRequest
 from muai_openvino import commands, generation, runtime
 
@@ -15,14 +15,11 @@ REQUIRED_MODULES = ("openvino", "tokenizers", "jinja2")
 
 
 class OpenVINOBackend:
-    """Runs stateful OpenVINO IR exported by ``muai export``. openvino is imported only when a model loads."""
+    """Runs stateful OpenVINO IR exported by ``muai export``. openvino is imported when availability is asked."""
 
     @hookimpl
     def muai_backend_available(self) -> Availability:
-        missing = [m for m in REQUIRED_MODULES if find_spec(m) is None]
-        if missing:
-            return Availability(False, f"missing Python package(s): {', '.join(missing)}; pip install muai-openvino")
-        return Availability(True)
+        return modules_import(REQUIRED_MODULES, "pip install muai-openvino")
 
     @hookimpl
     def muai_load_model(self, request: LoadRequest) -> runtime.OpenVINOModel:
@@ -42,10 +39,9 @@ class OpenVINOBackend:
 
     @hookimpl
     def muai_model_info(self, model: runtime.OpenVINOModel) -> dict[str, Any]:
-        devices = model.properties.get("EXECUTION_DEVICES", "")
         return {
             "backend": "openvino",
-            "device": devices.strip("[]'\" ") or model.requested_device,
+            "device": ",".join(model.execution_devices) or model.requested_device,
             "requested_device": model.requested_device,
             "precision": model.manifest.get("precision"),
             "inference_precision": model.properties.get("INFERENCE_PRECISION_HINT", "f32"),

@@ -13,8 +13,9 @@ from muai_core.errors import ModelLoadError, first_line
 from muai_core.inputs import context_length
 from muai_core.model_source import directory_eos_ids, json_object
 from muai_core.text_codec import TextCodec
-from muai_openvino.files import BIN, XML, check_ir_dir, export_command, ir_dir
-from muai_openvino.graph import logits_for_last_position, release_mapped_pages, to_paged_attention
+from muai_openvino.export_layout import BIN, XML, check_ir_dir, export_command, ir_dir
+from muai_openvino.graph import logits_for_last_position, to_paged_attention
+from muai_openvino.mapped_weights import release_mapped_pages
 from muai_openvino.paged import PagedCache
 from muai_openvino.settings import OpenVINOSettings, available_device, exports_root, parse_settings
 
@@ -59,6 +60,8 @@ class OpenVINOModel:
     eos_ids: frozenset[int]
     properties: dict[str, str]
     device: str = "CPU"
+    #: The devices the compiled model runs on, as OpenVINO lists them (e.g. ``("CPU",)`` for AUTO on a CPU).
+    execution_devices: tuple[str, ...] = ()
     compile_properties: dict[str, str] = field(default_factory=dict)
     full_logits_request: Any = None
     paged_cache: PagedCache | None = None
@@ -129,6 +132,7 @@ def load(request: LoadRequest) -> OpenVINOModel:
         eos_ids=directory_eos_ids(directory, config, request.model_name, hint=REEXPORT),
         properties=_read_back(compiled),
         device=device,
+        execution_devices=_execution_devices(compiled),
         compile_properties=properties,
         paged_cache=PagedCache(compiled) if paged else None,
     )
@@ -175,6 +179,13 @@ def _properties(settings: OpenVINOSettings, manifest: dict[str, Any], device: st
         if full_precision:
             properties["INFERENCE_PRECISION_HINT"] = "f32"
     return properties
+
+
+def _execution_devices(compiled: Any) -> tuple[str, ...]:
+    try:
+        return tuple(compiled.get_property("EXECUTION_DEVICES"))
+    except RuntimeError:  # a device that does not report it
+        return ()
 
 
 def _read_back(compiled: Any) -> dict[str, str]:

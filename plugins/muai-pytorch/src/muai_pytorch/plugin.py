@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Mapping
-from importlib.util import find_spec
 from typing import Any
 
 from muai_core import hookimpl
+from muai_core.availability import modules_import
 from muai_core.contracts import Availability, GenerationRequest, GenerationResult, LoadRequest
 from muai_pytorch import commands, generation, loading
 from muai_pytorch.pull import BUILTIN
@@ -18,14 +18,11 @@ INFERENCE_PRECISIONS = {"float32": "f32", "float16": "f16", "bfloat16": "bf16"}
 
 
 class PyTorchBackend:
-    """Runs Hugging Face causal LMs with PyTorch. torch is imported only when a model loads."""
+    """Runs Hugging Face causal LMs with PyTorch. torch is imported when availability is asked or a model loads."""
 
     @hookimpl
     def muai_backend_available(self) -> Availability:
-        missing = [m for m in REQUIRED_MODULES if find_spec(m) is None]
-        if missing:
-            return Availability(False, f"missing Python package(s): {', '.join(missing)}; pip install muai-pytorch")
-        return Availability(True)
+        return modules_import(REQUIRED_MODULES, "pip install muai-pytorch")
 
     @hookimpl
     def muai_load_model(self, request: LoadRequest) -> loading.PyTorchModel:

@@ -25,7 +25,7 @@ from muai_core.model_source import check_model_dir, resolve_model
 from muai_core.progress import Progress
 from muai_core.staging import staged_directory, target_lock
 from muai_openvino.export.compress import compress_int8
-from muai_openvino.files import BIN, MANIFEST, REQUIRED, XML, ir_dir_name, model_label
+from muai_openvino.export_layout import BIN, MANIFEST, REQUIRED, XML, ir_dir_name, model_label
 from muai_openvino.settings import PRECISIONS, exports_root
 
 #: Files copied from the source model next to the IR (the tokenizer travels with the model).

@@ -1,4 +1,4 @@
-"""The design's migration-guide snippets, verbatim: they must run as written."""
+"""The original design's migration guide (docs/design.md), verbatim: its snippets and commands must run as written."""
 
 import contextlib
 import io
