@@ -86,3 +86,19 @@ def test_damaged_openvino_exports(store, make_manager, muai_workdir, model, dama
     for each in damage:
         apply(exports / model, each)
     outcome(make_manager(store / "models", exports, default="openvino"), model, "openvino")
+
+
+@pytest.mark.parametrize("backend", ["pytorch", "numpy"])
+@pytest.mark.parametrize(("model", "field"), [("gpt2", "n_layer"), ("tiny-llama", "num_hidden_layers")])
+def test_a_config_far_larger_than_its_weights_is_refused_before_building(
+    store, make_manager, muai_workdir, backend, model, field
+):
+    from muai_core.errors import ModelLoadError
+
+    models = muai_workdir / "models"
+    shutil.copytree(store / "models" / model, models / model)
+    config = json.loads((models / model / "config.json").read_text())
+    config[field] = 1_000_000_000  # built before the weights are read: memory grows until the OOM killer
+    (models / model / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelLoadError, match=f"config.json of '{model}' describes .*{field}=1000000000"):
+        make_manager(models, store / "openvino", default=backend).generate(model, "Hello", max_new_tokens=2)
