@@ -102,3 +102,18 @@ def test_a_config_far_larger_than_its_weights_is_refused_before_building(
     (models / model / "config.json").write_text(json.dumps(config))
     with pytest.raises(ModelLoadError, match=f"config.json of '{model}' describes .*{field}=1000000000"):
         make_manager(models, store / "openvino", default=backend).generate(model, "Hello", max_new_tokens=2)
+
+
+def test_a_damaged_openvino_weights_file_is_refused_with_openvinos_reason(store, make_manager, muai_workdir):
+    from muai_core.errors import ModelLoadError
+
+    exports = muai_workdir / "openvino"
+    shutil.copytree(store / "openvino" / "gpt2", exports / "gpt2", ignore=shutil.ignore_patterns("compiled-cache"))
+    weights = exports / "gpt2" / "openvino_model.bin"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    manifest = json.loads((exports / "gpt2" / "muai-export.json").read_text())  # sizes agree: only OpenVINO sees it
+    manifest["files"]["openvino_model.bin"]["size"] = weights.stat().st_size
+    (exports / "gpt2" / "muai-export.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelLoadError, match="Incorrect weights in bin file") as info:
+        make_manager(store / "models", exports, default="openvino").load_model("gpt2")
+    assert "Exception from src/" not in str(info.value)
