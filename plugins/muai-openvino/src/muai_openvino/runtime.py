@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from muai_core.contracts import LoadRequest
-from muai_core.errors import ModelLoadError, first_line
+from muai_core.errors import ModelLoadError, first_line, short_repr
 from muai_core.inputs import context_length
 from muai_core.model_source import directory_eos_ids, json_object
 from muai_core.text_codec import TextCodec
@@ -124,13 +124,32 @@ def load(request: LoadRequest) -> OpenVINOModel:
         manifest=manifest,
         requested_device=settings.device,
         context_length=context,
-        vocab_size=int(config.get("vocab_size", 0))
-        or int(compiled.output("logits").get_partial_shape()[2].get_length()),
+        vocab_size=_vocab_size(compiled, config.get("vocab_size"), directory, hint),
         eos_ids=directory_eos_ids(directory, config, request.model_name, hint=REEXPORT),
         properties=_read_back(compiled),
         device=device,
         compile_properties=properties,
         paged_cache=PagedCache(compiled) if paged else None,
+    )
+
+
+def _vocab_size(compiled: Any, claimed: Any, directory: Path, hint: str) -> int:
+    """The vocabulary the IR's logits cover; config.json's ``vocab_size`` must agree (it decides which ids pass)."""
+    dimension = compiled.output("logits").get_partial_shape()[2]
+    if dimension.is_static:
+        if claimed is not None and claimed != dimension.get_length():
+            raise ModelLoadError(
+                f"{directory / 'config.json'} says vocab_size is {short_repr(claimed)}, but the IR's logits cover "
+                f"{dimension.get_length()} tokens",
+                hint=f"config.json does not belong to this export; {hint}",
+            )
+        return dimension.get_length()
+    if isinstance(claimed, int) and not isinstance(claimed, bool) and claimed > 0:
+        return claimed
+    raise ModelLoadError(
+        f"the vocabulary size of {directory} is unknown: the IR's logits are dynamic and config.json's vocab_size "
+        f"is {short_repr(claimed)}",
+        hint=hint,
     )
 
 
