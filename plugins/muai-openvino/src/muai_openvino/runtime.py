@@ -16,7 +16,13 @@ from muai_core.text_codec import TextCodec
 from muai_openvino.files import BIN, XML, check_ir_dir, export_command, ir_dir
 from muai_openvino.graph import logits_for_last_position, release_mapped_pages, to_paged_attention
 from muai_openvino.paged import PagedCache
-from muai_openvino.settings import OpenVINOSettings, available_device, exports_root, parse_settings
+from muai_openvino.settings import (
+    OpenVINOSettings,
+    available_device,
+    exports_root,
+    parse_settings,
+    writable_cache_dir,
+)
 
 log = logging.getLogger(__name__)
 
@@ -182,7 +188,7 @@ def weights_bytes(handle: OpenVINOModel) -> int:
 def _properties(settings: OpenVINOSettings, manifest: dict[str, Any], device: str) -> dict[str, str]:
     properties = {"PERFORMANCE_HINT": settings.performance_hint, "NUM_STREAMS": str(settings.num_streams)}
     if settings.compile_cache_dir:  # off by default: importing a cached blob costs a second copy of the weights
-        properties["CACHE_DIR"] = settings.compile_cache_dir
+        properties["CACHE_DIR"] = writable_cache_dir(settings.compile_cache_dir)
     if settings.inference_num_threads:
         properties["INFERENCE_NUM_THREADS"] = str(settings.inference_num_threads)
     if device == "CPU":
