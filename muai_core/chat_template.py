@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from muai_core.contracts import GenerationRequest
-from muai_core.errors import InvalidInputError, first_line
+from muai_core.errors import InvalidInputError, first_line, short_repr
 
 #: Bounds on one rendering. Real templates take a few hundred steps and a millisecond or two.
 MAX_STEPS = 200_000
@@ -73,7 +73,7 @@ class _Budget:
     def check_ints(self, values: Iterable[Any]) -> None:
         for value in values:
             if isinstance(value, int) and abs(value) > self.max_chars:
-                raise TemplateTooExpensive(f"it passed the number {value} to a function or filter")
+                raise TemplateTooExpensive(f"it passed the number {short_repr(value)} to a function or filter")
 
 
 _budget: ContextVar[_Budget | None] = ContextVar("muai_chat_template_budget", default=None)
