@@ -290,6 +290,7 @@ def check_writable_folder(path: Path, flag: str) -> None:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
+    """Load the model and list each attempt; exit non-zero unless it loaded on the first backend of its chain."""
     manager = ModelManager(config_path=args.config)
     plan = manager.plan(args.model, backend_override=args.backend)
     where = "local directory" if plan.source.is_local else "Hugging Face hub id"
@@ -304,7 +305,12 @@ def cmd_explain(args: argparse.Namespace) -> int:
     for attempt in attempts:
         reason = f" - {attempt.reason}" if attempt.reason else ""
         print(f"  {attempt.backend:<10} {attempt.stage:<9} {attempt.outcome:<14} {attempt.seconds:.2f}s{reason}")
-    return 0 if attempts and attempts[-1].outcome == "ok" else EXIT_ERROR
+    if not attempts or attempts[-1].outcome != "ok":
+        return EXIT_ERROR
+    if attempts[-1].backend != plan.chain[0]:  # a fallback hides a problem with the first backend
+        print(f"fell back: {plan.chain[0]} did not load the model (why: above); it runs on {attempts[-1].backend}")
+        return EXIT_ERROR
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

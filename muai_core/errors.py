@@ -104,10 +104,15 @@ class InvalidInputError(InferenceError, ValueError):
     """The prompt, inputs or generation parameters are not valid."""
 
 
+#: Lines that only say where in a library's C++ sources it failed (OpenVINO: "Exception from src/...cpp:84:").
+_SOURCE_LOCATION = re.compile(r"^(Exception from|Check '.*' failed at) \S+:\d+:?$")
+
+
 def first_line(exc: BaseException) -> str:
-    """The first non-empty line of a library's error, for messages that add our own context."""
-    lines = [line for line in str(exc).splitlines() if line.strip()]
-    return lines[0].strip() if lines else type(exc).__name__
+    """The first non-empty line of a library's error that is not just a source location, for our own messages."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    reasons = [line for line in lines if not _SOURCE_LOCATION.match(line)] or lines
+    return reasons[0] if reasons else type(exc).__name__
 
 
 class PluginError(BackendError):

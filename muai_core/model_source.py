@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -144,3 +145,73 @@ def eos_token_ids(value: object, name: str) -> tuple[int, ...]:
             hint="fix eos_token_id in generation_config.json or config.json, or re-download the model",
         )
     return tuple(ids)
+
+
+#: config.json's names for a transformer's depth and width, as transformers' configs spell them.
+LAYER_FIELDS = ("num_hidden_layers", "n_layer", "num_layers", "n_layers")
+WIDTH_FIELDS = ("hidden_size", "n_embd", "d_model")
+#: A config may describe this many times the parameters its weights hold (packed 4-bit weights store 8 per element).
+SIZE_SLACK = 16
+MAX_SAFETENSORS_HEADER = 100 * 2**20
+
+
+def check_config_size(directory: Path, config: Mapping[str, Any], name: str) -> None:
+    """Refuse a config.json that describes a model far larger than the safetensors weights beside it.
+
+    Backends build the architecture from config.json before they read the weights, so a config claiming 10^9
+    layers would allocate memory until the OOM killer stops the process. Every transformer layer holds at least
+    its query and output projections (2 x width^2), and the embeddings vocab x width: that lower bound must not
+    exceed ``SIZE_SLACK`` times the weights' element count. Directories without readable headers pass (the
+    loader reports those).
+    """
+    section = config.get("text_config") if isinstance(config.get("text_config"), dict) else {}
+    fields = dict(_field(names, config, section) for names in (LAYER_FIELDS, WIDTH_FIELDS, ("vocab_size",)))
+    stored = stored_parameters(directory)
+    if stored is None or None in fields:
+        return
+    layers, width, vocab = fields.values()
+    implied = width * (vocab + 2 * layers * width)
+    if implied > SIZE_SLACK * stored:
+        described = ", ".join(f"{key}={value}" for key, value in fields.items())
+        raise ModelLoadError(
+            f"config.json of '{name}' describes a model of at least {implied:,} parameters ({described}), "
+            f"but its weights hold {stored:,}",
+            hint=f"config.json does not belong to these weights: restore it, or download the model again "
+            f"(muai pull {name})",
+        )
+
+
+def stored_parameters(directory: Path) -> int | None:
+    """How many numbers the ``*.safetensors`` files in ``directory`` hold, read from their headers; None if unknown."""
+    total = 0
+    files = sorted(directory.glob("*.safetensors"))
+    try:
+        for file in files:
+            with file.open("rb") as stream:
+                size = int.from_bytes(stream.read(8), "little")
+                if size > MAX_SAFETENSORS_HEADER:
+                    return None
+                header = json.loads(stream.read(size))
+            for key, entry in header.items():
+                if key != "__metadata__":
+                    total += math.prod(int(n) for n in entry["shape"])
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return None
+    return total if files else None
+
+
+def _field(names: tuple[str, ...], *sections: Mapping[str, Any]) -> tuple[str | None, int]:
+    """The first of ``names`` that holds a count in one of ``sections``: (name, count), else (None, 0)."""
+    for key in names:
+        for section in sections:
+            count = _count(section.get(key))
+            if count is not None:
+                return key, count
+    return None, 0
+
+
+def _count(value: Any) -> int | None:
+    """A positive whole number from config.json (``1e9`` included), else None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 1:
+        return None
+    return int(value)

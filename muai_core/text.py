@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from muai_core import chat_template
 from muai_core.contracts import GenerationRequest, Streamer
-from muai_core.errors import InvalidInputError
 
 
 class TextStream:
@@ -43,10 +43,5 @@ class TextStream:
 
 
 def prompt_text(tokenizer: Any, request: GenerationRequest) -> str:
-    """The text to tokenise: the prompt itself, or one user message in the chat template."""
-    if not request.chat:
-        return request.prompt
-    if not getattr(tokenizer, "chat_template", None):
-        raise InvalidInputError("this model's tokenizer has no chat template", hint="generate without chat")
-    messages = [{"role": "user", "content": request.prompt}]
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    """The text to tokenise for a transformers ``tokenizer``: see ``muai_core.chat_template.prompt_text``."""
+    return chat_template.prompt_text(request, getattr(tokenizer, "chat_template", None), tokenizer.special_tokens_map)

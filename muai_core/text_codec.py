@@ -5,13 +5,13 @@ Needs ``pip install muai-core[text]``; for backends that do not bring transforme
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from muai_core import chat_template
 from muai_core.contracts import GenerationRequest
-from muai_core.errors import InvalidInputError, ModelLoadError
+from muai_core.errors import ModelLoadError
 from muai_core.model_source import json_object
 
 CLEANUPS = ((" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"), (" n't", "n't"), (" 'm", "'m"),
@@ -30,7 +30,7 @@ class TextCodec:
             raise ModelLoadError(f"cannot read the tokenizer in {directory}: {exc}", hint=hint) from exc
         config = json_object(directory / "tokenizer_config.json", hint=hint)
         self._cleanup = bool(config.get("clean_up_tokenization_spaces", False))
-        self._special = {name: _token(config.get(name)) for name in ("bos_token", "eos_token", "pad_token")}
+        self._special = {name: config.get(name) for name in chat_template.SPECIAL_TOKENS}
         template_file = directory / "chat_template.jinja"
         self.chat_template = template_file.read_text(encoding="utf-8") if template_file.is_file() else None
         self.chat_template = self.chat_template or _default_template(config.get("chat_template"), directory, hint)
@@ -46,33 +46,8 @@ class TextCodec:
         return text
 
     def prompt_text(self, request: GenerationRequest) -> str:
-        if not request.chat:
-            return request.prompt
-        if not self.chat_template:
-            raise InvalidInputError("this model's tokenizer has no chat template", hint="generate without chat")
-        return _render(self.chat_template, [{"role": "user", "content": request.prompt}], self._special)
-
-
-def _render(template: str, messages: list[dict[str, str]], special: dict[str, str | None]) -> str:
-    from jinja2.exceptions import TemplateError
-    from jinja2.sandbox import ImmutableSandboxedEnvironment
-
-    def raise_exception(message: str) -> None:
-        raise TemplateError(message)
-
-    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"])
-    env.filters["tojson"] = lambda value, indent=None: json.dumps(value, indent=indent, ensure_ascii=False)
-    env.globals["raise_exception"] = raise_exception
-    try:
-        return env.from_string(template).render(messages=messages, add_generation_prompt=True, **special)
-    except TemplateError as exc:
-        raise InvalidInputError(f"the model's chat template failed: {exc}") from exc
-
-
-def _token(value: Any) -> str | None:
-    if isinstance(value, dict):
-        return value.get("content")
-    return value if isinstance(value, str) else None
+        """The prompt, or the prompt as one user message in the chat template (see ``muai_core.chat_template``)."""
+        return chat_template.prompt_text(request, self.chat_template, self._special)
 
 
 def _default_template(value: Any, directory: Path, hint: str) -> str | None:

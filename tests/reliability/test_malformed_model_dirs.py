@@ -86,3 +86,51 @@ def test_damaged_openvino_exports(store, make_manager, muai_workdir, model, dama
     for each in damage:
         apply(exports / model, each)
     outcome(make_manager(store / "models", exports, default="openvino"), model, "openvino")
+
+
+@pytest.mark.parametrize("backend", ["pytorch", "numpy"])
+@pytest.mark.parametrize(("model", "field"), [("gpt2", "n_layer"), ("tiny-llama", "num_hidden_layers")])
+def test_a_config_far_larger_than_its_weights_is_refused_before_building(
+    store, make_manager, muai_workdir, backend, model, field
+):
+    from muai_core.errors import ModelLoadError
+
+    models = muai_workdir / "models"
+    shutil.copytree(store / "models" / model, models / model)
+    config = json.loads((models / model / "config.json").read_text())
+    config[field] = 1_000_000_000  # built before the weights are read: memory grows until the OOM killer
+    (models / model / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelLoadError, match=f"config.json of '{model}' describes .*{field}=1000000000"):
+        make_manager(models, store / "openvino", default=backend).generate(model, "Hello", max_new_tokens=2)
+
+
+def rewrite_export_file(export, name: str, data: bytes) -> None:
+    """Replace a file of an export and record its new size, so that only the backend can notice the damage."""
+    (export / name).write_bytes(data)
+    manifest = json.loads((export / "muai-export.json").read_text())
+    manifest["files"][name]["size"] = len(data)
+    (export / "muai-export.json").write_text(json.dumps(manifest))
+
+
+def test_a_damaged_openvino_weights_file_is_refused_with_openvinos_reason(store, make_manager, muai_workdir):
+    from muai_core.errors import ModelLoadError
+
+    exports = muai_workdir / "openvino"
+    shutil.copytree(store / "openvino" / "gpt2", exports / "gpt2", ignore=shutil.ignore_patterns("compiled-cache"))
+    weights = (exports / "gpt2" / "openvino_model.bin").read_bytes()
+    rewrite_export_file(exports / "gpt2", "openvino_model.bin", weights[: len(weights) // 2])
+    with pytest.raises(ModelLoadError, match="Incorrect weights in bin file") as info:
+        make_manager(store / "models", exports, default="openvino").load_model("gpt2")
+    assert "Exception from src/" not in str(info.value)
+
+
+def test_an_openvino_config_whose_vocab_size_disagrees_with_the_ir_is_refused(store, make_manager, muai_workdir):
+    from muai_core.errors import ModelLoadError
+
+    exports = muai_workdir / "openvino"
+    shutil.copytree(store / "openvino" / "gpt2", exports / "gpt2", ignore=shutil.ignore_patterns("compiled-cache"))
+    config = json.loads((exports / "gpt2" / "config.json").read_text())
+    config["vocab_size"] = 1e12  # the IR's logits cover 384: ids up to 10^12 would pass and give zero logits
+    rewrite_export_file(exports / "gpt2", "config.json", json.dumps(config).encode())
+    with pytest.raises(ModelLoadError, match="says vocab_size is 1000000000000.0, but the IR's logits cover 384"):
+        make_manager(store / "models", exports, default="openvino").forward("gpt2", {"input_ids": [[100000]]})

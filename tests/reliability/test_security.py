@@ -60,3 +60,26 @@ def test_errors_do_not_show_absolute_paths_outside_the_project(store, make_manag
     with pytest.raises(ModelLoadError) as info:
         make_manager(elsewhere, elsewhere / "openvino", default=backend).load_model("broken")
     assert str(elsewhere.parent) not in str(info.value) and "private-area" not in str(info.value)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_chat_template_that_would_hang_is_refused_quickly(store, make_manager, muai_workdir, backend):
+    import time
+
+    from muai_core.errors import InvalidInputError
+
+    models, exports = muai_workdir / "models", muai_workdir / "openvino"
+    shutil.copytree(store / "models" / "gpt2", models / "gpt2")
+    shutil.copytree(store / "openvino" / "gpt2", exports / "gpt2", ignore=shutil.ignore_patterns("compiled-cache"))
+    hostile = "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}"
+    for directory in (models / "gpt2", exports / "gpt2"):
+        (directory / "chat_template.jinja").write_text(hostile, encoding="utf-8")
+    manifest = json.loads((exports / "gpt2" / "muai-export.json").read_text())  # as if exported with this template
+    manifest["files"]["chat_template.jinja"]["size"] = len(hostile)
+    (exports / "gpt2" / "muai-export.json").write_text(json.dumps(manifest))
+    manager = make_manager(models, exports, default=backend)
+    manager.load_model("gpt2")
+    started = time.monotonic()
+    with pytest.raises(InvalidInputError, match="chat template is too expensive to render"):
+        manager.generate("gpt2", "Hello", max_new_tokens=2, chat=True)
+    assert time.monotonic() - started < 10

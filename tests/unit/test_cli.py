@@ -119,10 +119,12 @@ def test_debug_is_read_from_the_parsed_flags_not_from_the_prompt(capsys):
 def test_explain_lists_each_attempt(capsys):
     config = write_config("backend: {priority: [counting]}")
     with registered(FaultyBackend(), "faulty"):
-        assert main(["--config", config, "explain", "m", "--backend", "faulty"]) == 0
+        assert main(["--config", config, "explain", "m", "--backend", "faulty"]) == 2  # a fallback is a problem
+        assert main(["--config", config, "explain", "m", "--backend", "counting"]) == 0
     out = capsys.readouterr().out
     assert "chain: faulty -> counting" in out
     assert "faulty     load      failed" in out and "counting   load      ok" in out
+    assert "fell back: faulty did not load the model (why: above); it runs on counting" in out
 
 
 def test_plugins_can_add_commands(capsys):

@@ -87,3 +87,67 @@ def test_a_template_that_raises_is_invalid_input(tokenizer_dir):
     write_config(tokenizer_dir, {"chat_template": "{{ raise_exception('only system messages') }}"})
     with pytest.raises(InvalidInputError, match="chat template failed: only system messages"):
         chat(TextCodec(tokenizer_dir, hint=""))
+
+
+SMOLLM2_TEMPLATE = (  # SmolLM2-135M-Instruct's chat template, as its GGUF and tokenizer_config.json hold it
+    "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\n"
+    "You are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n' }}{% endif %}"
+    "{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+FEATURES_TEMPLATE = (  # what real templates use: namespaces, tools, tojson, strftime_now, set blocks, % and format
+    "{{ bos_token }}{% set ns = namespace(n=0) %}{% for i in range(3) %}{% set ns.n = ns.n + i %}{% endfor %}"
+    "{% if tools is not none %}tools{% endif %}{{ ns.n }} {{ messages | tojson }}{% set b %}{{ eos_token * 2 }}"
+    "{% endset %}{{ b | upper }} {{ '%05d' % 3 }} {{ '{:>4}'.format(7) }} {{ strftime_now('%Y') | length }}"
+    "{% for m in messages if m.role == 'user' %}{{ loop.index }}{{ m.content | trim }}{% endfor %}"
+)
+
+
+@pytest.mark.parametrize("template", [SMOLLM2_TEMPLATE, FEATURES_TEMPLATE, TEMPLATE])
+@pytest.mark.parametrize("prompt", ["What is the capital of France?", " ünï <|im_end|>{{ x }} 'q' \"d\" "])
+def test_templates_render_as_transformers_renders_them(tokenizer_dir, template, prompt):
+    from transformers import AutoTokenizer
+
+    write_config(tokenizer_dir, {"eos_token": "<eos>", "bos_token": "user", "chat_template": template})
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    expected = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
+                                             add_generation_prompt=True)  # fmt: skip
+    assert chat(TextCodec(tokenizer_dir, hint=""), prompt) == expected
+
+
+HOSTILE_TEMPLATES = {
+    "nested loops": "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+    "exponential macro": "{% macro f(n) %}{% if n %}{{ f(n-1) }}{{ f(n-1) }}{% endif %}{% endmacro %}{{ f(60) }}",
+    "endless recursion": "{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}",
+    "recursive loop": "{% for x in [1] recursive %}{{ loop(range(100000)) if x < 2 }}{% endfor %}",
+    "doubling string": "{% set n = namespace(s='ab') %}{% for i in range(60) %}{% set n.s = n.s ~ n.s %}{% endfor %}",
+    "doubling filter": "{% set ns = namespace(s='a') %}{% for i in range(60) %}{% set ns.s = ns.s|replace('a','aa') %}"
+    "{% endfor %}",
+    "squaring number": "{% set n = namespace(x=10) %}{% for i in range(100) %}{% set n.x = n.x * n.x %}{% endfor %}",
+    "huge repeat": "{{ 'a' * 10000000000 }}",
+    "huge list": "{% for x in [1] * 100000000 %}{% endfor %}",
+    "huge power": "{{ 10 ** 1000000000 }}",
+    "huge width filter": "{{ 'a' | center(10000000000) }}",
+    "huge width method": "{{ 'a'.ljust(10000000000) }}",
+    "huge % width": "{{ '%10000000000d' % 1 }}",
+    "huge format width": "{{ '{:>10000000000}'.format(1) }}",
+    "long output": "{% for i in range(100000) %}{{ messages[0].content * 100 }}{% endfor %}",
+}
+
+
+@pytest.mark.parametrize("template", HOSTILE_TEMPLATES.values(), ids=HOSTILE_TEMPLATES.keys())
+def test_a_template_that_would_hang_or_exhaust_memory_is_refused_quickly(tokenizer_dir, template):
+    import time
+
+    (tokenizer_dir / "chat_template.jinja").write_text(template, encoding="utf-8")
+    started = time.monotonic()
+    with pytest.raises(InvalidInputError, match="chat template is too expensive to render") as caught:
+        chat(TextCodec(tokenizer_dir, hint=""))
+    assert time.monotonic() - started < 5
+    assert "generate without chat" in caught.value.hint
+
+
+def test_a_template_that_is_not_jinja_is_invalid_input_naming_the_template(tokenizer_dir):
+    (tokenizer_dir / "chat_template.jinja").write_text("{% for %}", encoding="utf-8")
+    with pytest.raises(InvalidInputError, match="chat template is not a valid Jinja template"):
+        chat(TextCodec(tokenizer_dir, hint=""))

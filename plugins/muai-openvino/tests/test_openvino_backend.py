@@ -492,3 +492,20 @@ def test_unload_releases_the_compiled_model(write_config):
     ov_manager.unload_model("gpt2")
     gc.collect()
     assert ref() is None and handle.request is None
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("num_streams", 9223372036854775808), ("inference_num_threads", 9223372036854775808), ("num_streams", 1025)],
+)
+def test_parallelism_openvino_cannot_take_is_a_configuration_error_not_a_fallback(write_config, key, value):
+    ov_manager = manager(write_config({"openvino": {key: value}}), backend="openvino")
+    with pytest.raises(ConfigurationError, match=f"backend.openvino.{key} must be .* to 1024"):
+        ov_manager.load_model("gpt2")
+
+
+def test_an_unwritable_compile_cache_dir_is_a_configuration_error_not_a_fallback(write_config, tmp_path):
+    (tmp_path / "a-file").write_text("")
+    ov_manager = manager(write_config({"openvino": {"compile_cache_dir": str(tmp_path / "a-file" / "blobs")}}))
+    with pytest.raises(ConfigurationError, match="backend.openvino.compile_cache_dir .* is not a directory muai can"):
+        ov_manager.load_model("gpt2", backend_override="openvino")

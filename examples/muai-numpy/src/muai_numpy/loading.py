@@ -10,7 +10,7 @@ from typing import Any
 from muai_core.config import reject_unknown_keys
 from muai_core.contracts import LoadRequest
 from muai_core.errors import ModelLoadError
-from muai_core.model_source import check_model_dir, directory_eos_ids, json_object
+from muai_core.model_source import check_config_size, check_model_dir, directory_eos_ids, json_object
 from muai_core.text_codec import TextCodec
 from muai_numpy.architectures import ARCHITECTURES, HINT, Network
 from muai_numpy.safetensors_file import read_tensors
@@ -48,6 +48,7 @@ def load(request: LoadRequest) -> NumpyModel:
     architecture = config.get("model_type")
     if architecture not in ARCHITECTURES:
         raise ModelLoadError(f"'{request.model_name}' is a {architecture!r} model", hint=HINT)
+    check_config_size(path, config, request.model_name)
     tensors: dict[str, Any] = {}
     for file in sorted(path.glob("*.safetensors")):
         tensors.update(read_tensors(file))

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from muai_core.contracts import LoadRequest
-from muai_core.errors import ModelLoadError, first_line
+from muai_core.errors import ModelLoadError, first_line, short_repr
 from muai_core.inputs import context_length
 from muai_core.model_source import directory_eos_ids, json_object
 from muai_core.text_codec import TextCodec
@@ -17,7 +17,13 @@ from muai_openvino.export_layout import BIN, XML, check_ir_dir, export_command, 
 from muai_openvino.graph import logits_for_last_position, to_paged_attention
 from muai_openvino.mapped_weights import release_mapped_pages
 from muai_openvino.paged import PagedCache
-from muai_openvino.settings import OpenVINOSettings, available_device, exports_root, parse_settings
+from muai_openvino.settings import (
+    OpenVINOSettings,
+    available_device,
+    exports_root,
+    parse_settings,
+    writable_cache_dir,
+)
 
 log = logging.getLogger(__name__)
 
@@ -127,14 +133,33 @@ def load(request: LoadRequest) -> OpenVINOModel:
         manifest=manifest,
         requested_device=settings.device,
         context_length=context,
-        vocab_size=int(config.get("vocab_size", 0))
-        or int(compiled.output("logits").get_partial_shape()[2].get_length()),
+        vocab_size=_vocab_size(compiled, config.get("vocab_size"), directory, hint),
         eos_ids=directory_eos_ids(directory, config, request.model_name, hint=REEXPORT),
         properties=_read_back(compiled),
         device=device,
         execution_devices=_execution_devices(compiled),
         compile_properties=properties,
         paged_cache=PagedCache(compiled) if paged else None,
+    )
+
+
+def _vocab_size(compiled: Any, claimed: Any, directory: Path, hint: str) -> int:
+    """The vocabulary the IR's logits cover; config.json's ``vocab_size`` must agree (it decides which ids pass)."""
+    dimension = compiled.output("logits").get_partial_shape()[2]
+    if dimension.is_static:
+        if claimed is not None and claimed != dimension.get_length():
+            raise ModelLoadError(
+                f"{directory / 'config.json'} says vocab_size is {short_repr(claimed)}, but the IR's logits cover "
+                f"{dimension.get_length()} tokens",
+                hint=f"config.json does not belong to this export; {hint}",
+            )
+        return dimension.get_length()
+    if isinstance(claimed, int) and not isinstance(claimed, bool) and claimed > 0:
+        return claimed
+    raise ModelLoadError(
+        f"the vocabulary size of {directory} is unknown: the IR's logits are dynamic and config.json's vocab_size "
+        f"is {short_repr(claimed)}",
+        hint=hint,
     )
 
 
@@ -167,7 +192,7 @@ def weights_bytes(handle: OpenVINOModel) -> int:
 def _properties(settings: OpenVINOSettings, manifest: dict[str, Any], device: str) -> dict[str, str]:
     properties = {"PERFORMANCE_HINT": settings.performance_hint, "NUM_STREAMS": str(settings.num_streams)}
     if settings.compile_cache_dir:  # off by default: importing a cached blob costs a second copy of the weights
-        properties["CACHE_DIR"] = settings.compile_cache_dir
+        properties["CACHE_DIR"] = writable_cache_dir(settings.compile_cache_dir)
     if settings.inference_num_threads:
         properties["INFERENCE_NUM_THREADS"] = str(settings.inference_num_threads)
     if device == "CPU":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -11,7 +12,7 @@ from typing import Any
 
 from muai_core import locations
 from muai_core.config import reject_unknown_keys
-from muai_core.errors import ConfigurationError
+from muai_core.errors import ConfigurationError, short_repr
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,10 @@ HINTS = ("LATENCY", "THROUGHPUT", "CUMULATIVE_THROUGHPUT")
 KV_PRECISIONS = ("f32", "f16", "u8")
 ATTENTIONS = ("paged", "stateful")
 DEVICE_PATTERN = re.compile(r"^(CPU|NPU|GPU(\.\d+)?|AUTO(:[A-Z0-9.,]+)?)$")
+#: num_streams and inference_num_threads at most: OpenVINO reads both as 32-bit ints (larger values fail inside
+#: compile_model) and clamps streams to the cores; 1024 is above any CPU's hardware threads, and a fixed bound keeps
+#: a config valid on every machine.
+MAX_PARALLELISM = 1024
 #: Exports live in this folder of the models directory the model is filed under, unless cache_dir says otherwise.
 EXPORTS_FOLDER = "openvino"
 
@@ -55,14 +60,20 @@ def parse_settings(device: str, section: Mapping[str, Any]) -> OpenVINOSettings:
     """Validate ``backend.openvino``; ``device`` is the requested device before availability checks."""
     reject_unknown_keys(section, KEYS, "backend.openvino")
     streams = section.get("num_streams", 1)
-    if not (streams == "AUTO" or (isinstance(streams, int) and not isinstance(streams, bool) and streams >= 1)):
-        raise ConfigurationError(f"backend.openvino.num_streams must be an int >= 1 or AUTO, got {streams!r}")
+    if streams != "AUTO" and not _in_range(streams, 1):
+        raise ConfigurationError(
+            f"backend.openvino.num_streams must be AUTO or an int from 1 to {MAX_PARALLELISM}, "
+            f"got {short_repr(streams)}"
+        )
     hint = str(section.get("performance_hint", "LATENCY")).upper()
     if hint not in HINTS:
         raise ConfigurationError(f"backend.openvino.performance_hint must be one of {', '.join(HINTS)}, got {hint!r}")
     threads = section.get("inference_num_threads", 0)
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
-        raise ConfigurationError(f"backend.openvino.inference_num_threads must be an int >= 0, got {threads!r}")
+    if not _in_range(threads, 0):
+        raise ConfigurationError(
+            f"backend.openvino.inference_num_threads must be an int from 0 (OpenVINO's choice) to {MAX_PARALLELISM}, "
+            f"got {short_repr(threads)}"
+        )
     kv = section.get("kv_cache_precision")
     if kv is not None and kv not in KV_PRECISIONS:
         raise ConfigurationError(f"backend.openvino.kv_cache_precision must be one of {', '.join(KV_PRECISIONS)}")
@@ -95,6 +106,28 @@ def parse_settings(device: str, section: Mapping[str, Any]) -> OpenVINOSettings:
         mmap=mmap,
         attention=attention,
     )
+
+
+def _in_range(value: Any, minimum: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and minimum <= value <= MAX_PARALLELISM
+
+
+def writable_cache_dir(path: str) -> str:
+    """``compile_cache_dir``, created if missing; a ``ConfigurationError`` naming the key if it cannot be written."""
+    directory = Path(path)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        writable = os.access(directory, os.W_OK | os.X_OK)
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+    else:
+        reason = "" if writable else "not writable"
+    if reason:
+        raise ConfigurationError(
+            f"backend.openvino.compile_cache_dir {path} is not a directory muai can write: {reason}",
+            hint="point backend.openvino.compile_cache_dir at a writable directory, or remove it",
+        )
+    return path
 
 
 def exports_root(models_dir: str | Path, cache_dir: str | None) -> Path:

@@ -16,11 +16,12 @@ from urllib.parse import urlparse
 from muai_core.contracts import LoadRequest
 from muai_core.errors import ModelLoadError, first_line
 from muai_core.inputs import CONTEXT_FIELDS, context_length
-from muai_core.model_source import check_model_dir, eos_token_ids
+from muai_core.model_source import check_config_size, check_model_dir, eos_token_ids, json_object
 from muai_pytorch.settings import parse_settings
 
 MODEL_TYPES = ("transformers",)
 HUB_PROBE_SECONDS = 3.0
+REDOWNLOAD = "download the model again, or restore its config.json"
 
 
 @dataclass
@@ -42,7 +43,9 @@ def load(request: LoadRequest) -> PyTorchModel:
     settings = parse_settings(request.device, request.settings)
     pickle = False
     if request.is_local:
-        pickle = check_model_dir(Path(request.source), request.model_name, allow_pickle=settings.allow_pickle)
+        path = Path(request.source)
+        pickle = check_model_dir(path, request.model_name, allow_pickle=settings.allow_pickle)
+        check_config_size(path, json_object(path / "config.json", hint=REDOWNLOAD), request.model_name)
         offline = True
     else:
         offline = hub_offline()
