@@ -125,7 +125,7 @@ def memory_bytes(handle: PyTorchModel) -> int:
 def hub_offline() -> bool:
     """True when the hub must not or cannot be reached: HF_HUB_OFFLINE is set, or a quick connect fails.
 
-    Without this check an unreachable hub costs about 45 s of retries before the error.
+    Without this check an unreachable hub costs a long series of retries before the error.
     """
     if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
         return True
