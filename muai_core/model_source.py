@@ -81,14 +81,18 @@ def home_models_dir(config: MuaiConfig) -> Path:
 
 
 def models_dir_entry(name: str, root: Path) -> Path | None:
-    """``root/name`` if it exists; it must not lead outside ``root``."""
+    """``root/name`` if it exists; neither it nor any file in it may lead outside ``root`` through a link."""
     candidate = root / name
     if not candidate.exists():
         return None
-    if not candidate.resolve().is_relative_to(root.resolve()):
+    inside = root.resolve()
+    escapes = [candidate] if not candidate.resolve().is_relative_to(inside) else []
+    escapes += [p for p in candidate.rglob("*") if p.is_symlink() and not p.resolve().is_relative_to(inside)][:1]
+    if escapes:
+        what = "" if escapes[0] == candidate else f" (its {escapes[0].relative_to(candidate)})"
         raise ModelLoadError(
-            f"model {name!r} in {root}/ links outside the models directory",
-            hint="copy the model into the models directory instead of linking it",
+            f"model {name!r} in {root}/ links outside the models directory{what}",
+            hint="copy the files into the models directory instead of linking them",
         )
     return candidate
 

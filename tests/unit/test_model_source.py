@@ -56,6 +56,18 @@ def test_symlink_out_of_models_dir_is_refused(tmp_path):
         resolve_model("escape", parse_config({}))
 
 
+def test_a_file_linked_out_of_the_models_dir_is_refused(tmp_path):
+    make_dir("models/tiny/sub")
+    Path(tmp_path / "secret.safetensors").write_bytes(b"x")
+    Path("models/tiny/config.json").write_text("{}")
+    os.symlink(tmp_path / "secret.safetensors", "models/tiny/sub/model.safetensors")
+    with pytest.raises(ModelLoadError, match=r"links outside the models directory \(its sub/model.safetensors\)"):
+        resolve_model("tiny", parse_config({}))
+    os.remove("models/tiny/sub/model.safetensors")
+    os.symlink("../config.json", "models/tiny/sub/config.json")  # a link that stays inside is fine
+    assert resolve_model("tiny", parse_config({})).source == os.path.join("models", "tiny")
+
+
 @pytest.mark.parametrize(("value", "ids"), [(None, ()), (2, (2,)), ([2, 7], (2, 7)), ((0,), (0,))])
 def test_eos_token_ids_accepts_an_id_or_a_list_of_them(value, ids):
     assert eos_token_ids(value, "m") == ids
