@@ -181,7 +181,9 @@ class ModelManager:
         request = _streamed(prompt, max_length, kwargs)
         return Stream(lambda streamer: self._generate(model_name, replace(request, streamer=streamer)))
 
-    async def agenerate(self, model_name: str, prompt: Prompts, max_length: int = 100, **kwargs: Any) -> Any:
+    async def agenerate(
+        self, model_name: str, prompt: Prompts, max_length: int = 100, **kwargs: Any
+    ) -> str | list[str]:
         """``generate`` without blocking the event loop; cancelling the awaiting task stops the generation.
 
         A ``streamer`` is called from the generating thread.
@@ -189,12 +191,12 @@ class ModelManager:
         requests = _requests(prompt, max_length, kwargs)
 
         def work(stop: threading.Event) -> str | list[str]:
-            texts = []
+            results = []
             for request in requests:
                 if stop.is_set():
                     break
-                texts.append(self._generate(model_name, replace(request, streamer=stopping(request.streamer, stop))))
-            return [t.text for t in texts] if _is_batch(prompt) else texts[0].text
+                results.append(self._generate(model_name, replace(request, streamer=stopping(request.streamer, stop))))
+            return [r.text for r in results] if _is_batch(prompt) else results[0].text
 
         return await call_in_thread(work)
 
