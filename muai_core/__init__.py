@@ -13,10 +13,12 @@ from muai_core.errors import (
 from muai_core.hookspecs import hookimpl
 from muai_core.manager import ModelManager
 from muai_core.monitor import PerformanceMonitor
+from muai_core.streaming import AsyncStream, Stream
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AsyncStream",
     "Availability",
     "BackendError",
     "BackendInitializationError",
@@ -30,5 +32,6 @@ __all__ = [
     "ModelManager",
     "PerformanceMonitor",
     "PluginError",
+    "Stream",
     "hookimpl",
 ]

@@ -186,6 +186,7 @@ class GenerationResult:
     finish_reason: FinishReason
     ttft_s: float
     token_latencies_s: tuple[float, ...] = ()
+    backend: str = ""  # the backend that generated it; filled in by ModelManager
 
     @property
     def new_tokens(self) -> int:

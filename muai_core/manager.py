@@ -2,24 +2,29 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import threading
 import time
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, overload
 
 from muai_core.cache import LRUCache
 from muai_core.config import MuaiConfig, load_config, parse_size
 from muai_core.contracts import Attempt, GenerationRequest, GenerationResult, Streamer
-from muai_core.errors import ConfigurationError, InvalidInputError, ModelLoadError
+from muai_core.errors import ConfigurationError, InferenceError, InvalidInputError, ModelLoadError
 from muai_core.leases import Leases
 from muai_core.model_source import resolve_model
 from muai_core.monitor import PerformanceMonitor, default_monitor
 from muai_core.plugins import PluginRegistry, default_registry
-from muai_core.resolver import CallerError, LoadedModel, LoadPlan, Resolver
+from muai_core.resolver import USER_ERRORS, CallerError, LoadedModel, LoadPlan, Resolver
+from muai_core.streaming import AsyncStream, Stream, call_in_thread, stopping
 
 BackendChoice = str | Sequence[str] | None
+#: One prompt, or a batch of them (a list).
+Prompts = str | list[str]
 
 
 class ModelManager:
@@ -68,6 +73,7 @@ class ModelManager:
             max_cache_bytes or self._config.max_cache_bytes,
         )
         self._lock = threading.RLock()
+        _LIVE_MANAGERS.add(self)
 
     @property
     def backend_type(self) -> str:
@@ -116,6 +122,7 @@ class ModelManager:
             loaded = self._resolver.load(plan)
             self._check_fits(loaded)
             self._cache.put(model_name, loaded, loaded.memory_bytes())
+            _unload_first_at_exit()
             return loaded
 
     def get_model(self, model_name: str) -> LoadedModel:
@@ -135,13 +142,74 @@ class ModelManager:
     def loaded_models(self) -> list[str]:
         return self._cache.keys()
 
-    def generate(self, model_name: str, prompt: str, max_length: int = 100, **kwargs: Any) -> str:
-        """Generate text; the model is loaded first if needed. See ``GenerationRequest`` for kwargs."""
-        return self.generate_result(model_name, prompt, max_length, **kwargs).text
+    @overload
+    def generate(self, model_name: str, prompt: str, max_length: int = 100, **kwargs: Any) -> str: ...
+    @overload
+    def generate(self, model_name: str, prompt: list[str], max_length: int = 100, **kwargs: Any) -> list[str]: ...
+    def generate(self, model_name: str, prompt: Prompts, max_length: int = 100, **kwargs: Any) -> str | list[str]:
+        """Generate text; the model is loaded first if needed. See ``GenerationRequest`` for kwargs.
 
-    def generate_result(self, model_name: str, prompt: str, max_length: int = 100, **kwargs: Any) -> GenerationResult:
-        """Like ``generate`` but returns the token ids, finish reason and timings as well."""
-        request = GenerationRequest.from_kwargs(prompt, max_length, **kwargs)
+        A list of prompts (a batch) returns a list of texts in the same order, each what its prompt gives
+        alone; every prompt is checked before any is run.
+        """
+        results = self.generate_result(model_name, prompt, max_length, **kwargs)
+        return [r.text for r in results] if isinstance(results, list) else results.text
+
+    @overload
+    def generate_result(
+        self, model_name: str, prompt: str, max_length: int = 100, **kwargs: Any
+    ) -> GenerationResult: ...
+    @overload
+    def generate_result(
+        self, model_name: str, prompt: list[str], max_length: int = 100, **kwargs: Any
+    ) -> list[GenerationResult]: ...
+    def generate_result(
+        self, model_name: str, prompt: Prompts, max_length: int = 100, **kwargs: Any
+    ) -> GenerationResult | list[GenerationResult]:
+        """Like ``generate`` but returns the token ids, finish reason, timings and backend as well."""
+        requests = _requests(prompt, max_length, kwargs)
+        results = [self._generate(model_name, request) for request in requests]
+        return results if _is_batch(prompt) else results[0]
+
+    def stream(self, model_name: str, prompt: str, max_length: int = 100, **kwargs: Any) -> Stream:
+        """The completion's pieces as they are decoded: ``for piece in manager.stream(...)``.
+
+        The arguments are ``generate``'s (checked now, before any work). The pieces join to the completion;
+        the returned ``Stream``'s ``result`` holds the ``GenerationResult`` after the last piece. Leaving
+        the loop early stops generation and frees the model for the next request.
+        """
+        request = _streamed(prompt, max_length, kwargs)
+        return Stream(lambda streamer: self._generate(model_name, replace(request, streamer=streamer)))
+
+    async def agenerate(
+        self, model_name: str, prompt: Prompts, max_length: int = 100, **kwargs: Any
+    ) -> str | list[str]:
+        """``generate`` without blocking the event loop; cancelling the awaiting task stops the generation.
+
+        A ``streamer`` is called from the generating thread.
+        """
+        requests = _requests(prompt, max_length, kwargs)
+
+        def work(stop: threading.Event) -> str | list[str]:
+            results = []
+            for request in requests:
+                if stop.is_set():
+                    break
+                results.append(self._generate(model_name, replace(request, streamer=stopping(request.streamer, stop))))
+            return [r.text for r in results] if _is_batch(prompt) else results[0].text
+
+        return await call_in_thread(work)
+
+    def astream(self, model_name: str, prompt: str, max_length: int = 100, **kwargs: Any) -> AsyncStream:
+        """``stream`` for ``async for``: waiting for a piece does not block the event loop.
+
+        Cancelling the consuming task, or closing the stream (``aclose()``, ``async with``), stops generation.
+        """
+        request = _streamed(prompt, max_length, kwargs)
+        return AsyncStream(lambda streamer: self._generate(model_name, replace(request, streamer=streamer)))
+
+    def _generate(self, model_name: str, request: GenerationRequest) -> GenerationResult:
+        """Run one checked request; text already handed to a streamer is never generated again elsewhere."""
         streamer = None if request.streamer is None else _CallersStreamer(request.streamer)
         if streamer is not None:
             request = replace(request, streamer=streamer)
@@ -150,13 +218,17 @@ class ModelManager:
             started = time.perf_counter()
             try:
                 result = loaded.backend.generate(loaded.handle, request)
+            except Exception as exc:
+                if streamer is not None and streamer.pieces and not isinstance(exc, USER_ERRORS):
+                    raise CallerError(_failed_mid_stream(loaded, streamer.pieces, exc)) from exc
+                raise
             finally:
                 if streamer is not None and streamer.error is not None:
                     raise CallerError(streamer.error)
             self._monitor.record_inference(
                 loaded.backend_name, model_name, time.perf_counter() - started, result.new_tokens, ttft=result.ttft_s
             )
-            return result
+            return replace(result, backend=loaded.backend_name)
 
         return self._run(model_name, "generate", run)
 
@@ -261,16 +333,74 @@ class ModelManager:
             )
 
 
+#: Every manager not yet collected; their models are unloaded at interpreter exit.
+_LIVE_MANAGERS: weakref.WeakSet[ModelManager] = weakref.WeakSet()
+
+
+def _unload_all() -> None:
+    """Unload every live manager's models while the runtimes that hold them still work."""
+    for manager in list(_LIVE_MANAGERS):
+        for name in manager.loaded_models():
+            manager.unload_model(name)
+
+
+def _unload_first_at_exit() -> None:
+    """(Re-)register ``_unload_all`` last, so it runs first at exit: before the exit hooks of any runtime
+    imported to load a model (they run in reverse order of registration)."""
+    atexit.unregister(_unload_all)
+    atexit.register(_unload_all)
+
+
 class _CallersStreamer:
-    """The caller's streamer, remembering what it raised: that error is the caller's, never a backend's."""
+    """The caller's streamer, counting the pieces it got and remembering what it raised (the caller's error)."""
 
     def __init__(self, streamer: Streamer) -> None:
         self._streamer = streamer
+        self.pieces = 0
         self.error: Exception | None = None
 
     def __call__(self, text: str) -> bool | None:
+        self.pieces += 1
         try:
             return self._streamer(text)
         except Exception as exc:
             self.error = exc
             raise
+
+
+def _failed_mid_stream(loaded: LoadedModel, pieces: int, exc: Exception) -> InferenceError:
+    """A backend failure after text went out: another backend's text would not continue it, so no fallback."""
+    return InferenceError(
+        f"backend '{loaded.backend_name}' failed to generate with '{loaded.name}' after streaming {pieces} "
+        f"piece(s): {type(exc).__name__}: {exc}",
+        hint="no fallback once text has been streamed; retry the request (it may then fall back)",
+    )
+
+
+def _is_batch(prompt: object) -> bool:
+    return isinstance(prompt, (list, tuple))
+
+
+def _requests(prompt: Prompts, max_length: Any, kwargs: dict[str, Any]) -> list[GenerationRequest]:
+    """One checked request per prompt; a bad prompt in a batch is named by its index."""
+    if not _is_batch(prompt):
+        return [GenerationRequest.from_kwargs(prompt, max_length, **kwargs)]
+    if not prompt:
+        raise InvalidInputError("the batch holds no prompts", hint="pass a list of at least one prompt")
+    for index, item in enumerate(prompt):
+        try:
+            GenerationRequest(prompt=item).validate()
+        except InvalidInputError as exc:
+            raise InvalidInputError(f"prompt {index} of the batch: {exc.message}", hint=exc.raw_hint) from exc
+    return [GenerationRequest.from_kwargs(item, max_length, **kwargs) for item in prompt]
+
+
+def _streamed(prompt: str, max_length: Any, kwargs: dict[str, Any]) -> GenerationRequest:
+    """The checked request of a stream, which hands the pieces out itself."""
+    if "streamer" in kwargs:
+        raise InvalidInputError(
+            "a stream takes no streamer: it yields the pieces itself", hint="iterate over the stream instead"
+        )
+    if _is_batch(prompt):
+        raise InvalidInputError("a stream takes one prompt, not a batch", hint="stream each prompt in turn")
+    return GenerationRequest.from_kwargs(prompt, max_length, **kwargs)

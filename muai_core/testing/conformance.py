@@ -13,7 +13,10 @@ Every test drives the backend through ``ModelManager``, in a registry that holds
 
 from __future__ import annotations
 
+import asyncio
 import gc
+import threading
+import time
 import weakref
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -36,6 +39,10 @@ FINISH_REASONS = frozenset({"length", "eos", "stopped"})
 PARTNER = "counting"
 #: Machine epsilon of each element type a backend may compute in (its model info's ``inference_precision``).
 EPSILON = {"f32": 2.0**-23, "f16": 2.0**-10, "bf16": 2.0**-7}
+#: The longest a check waits for an event that a working backend reaches at once.
+ASYNC_WAIT_S = 10.0
+#: How long the streamer holds its first piece while the test cancels the generation.
+CANCEL_GRACE_S = 0.5
 #: Below 1e-3 two f32 runs of one graph with other batch shapes may still differ (kernels block differently).
 F32_LOGITS_TOLERANCE = 1e-3
 
@@ -80,6 +87,8 @@ class BackendConformance:
     """The hook contract every muai backend keeps. Provide a ``conformance_target`` fixture."""
 
     new_tokens = 6
+    #: A budget long enough that generation is still running when a test leaves or cancels it.
+    long_budget = 48
 
     @pytest.fixture
     def conformance_target(self) -> ConformanceTarget:
@@ -209,6 +218,99 @@ class BackendConformance:
         result = self.generate(manager, conformance_target, streamer=pieces.append, return_full_text=False)
         assert "".join(pieces) == result.completion
 
+    def test_stream_yields_the_completion_then_the_result(self, make_manager, conformance_target):
+        manager, _, _ = make_manager()
+        target = conformance_target
+        stream = manager.stream(target.model, target.prompt, max_new_tokens=self.new_tokens, return_full_text=False)
+        pieces = list(stream)
+        assert all(pieces) and "".join(pieces) == stream.result.completion
+        assert stream.result.backend == target.name and stream.result.finish_reason in FINISH_REASONS
+        assert stream.result.token_ids == self.generate(manager, target).token_ids
+
+    def test_leaving_a_stream_early_frees_the_model(self, make_manager, conformance_target):
+        manager, _, _ = make_manager()
+        target = conformance_target
+        for _ in manager.stream(target.model, target.prompt, max_new_tokens=self.long_budget, ignore_eos=True):
+            break
+        assert self.generate(manager, target).token_ids
+        _assert_unloads_at_once(manager, target.model)
+
+    def test_async_generation_matches_and_does_not_block_the_loop(self, make_manager, conformance_target):
+        manager, _, _ = make_manager()
+        target = conformance_target
+        expected = self.generate(manager, target, return_full_text=False)
+        in_flight, answered = threading.Event(), threading.Event()
+
+        def streamer(piece: str) -> None:
+            in_flight.set()
+            answered.wait(ASYNC_WAIT_S)  # only another coroutine sets it: this times out if agenerate blocks
+
+        async def other_coroutine() -> None:
+            while not in_flight.is_set():
+                await asyncio.sleep(0.001)
+            answered.set()
+
+        async def main() -> tuple[str, list[str], GenerationResult | None]:
+            kwargs = {"max_new_tokens": self.new_tokens, "return_full_text": False}
+            started = time.perf_counter()
+            text, _ = await asyncio.gather(
+                manager.agenerate(target.model, target.prompt, streamer=streamer, **kwargs), other_coroutine()
+            )
+            assert time.perf_counter() - started < ASYNC_WAIT_S, "agenerate blocked the event loop"
+            stream = manager.astream(target.model, target.prompt, **kwargs)
+            return text, [piece async for piece in stream], stream.result
+
+        text, pieces, result = asyncio.run(asyncio.wait_for(main(), 4 * ASYNC_WAIT_S))
+        assert text == expected.text and "".join(pieces) == expected.completion
+        assert result is not None and result.backend == target.name and result.token_ids == expected.token_ids
+
+    def test_cancelling_async_generation_stops_it_and_frees_the_model(self, make_manager, conformance_target):
+        manager, _, _ = make_manager()
+        target = conformance_target
+        pieces: list[str] = []
+
+        def slow_streamer(piece: str) -> None:
+            pieces.append(piece)
+            time.sleep(CANCEL_GRACE_S)  # the cancellation lands meanwhile: no piece follows
+
+        async def main() -> None:
+            task = asyncio.create_task(
+                manager.agenerate(
+                    target.model,
+                    target.prompt,
+                    max_new_tokens=self.long_budget,
+                    ignore_eos=True,
+                    streamer=slow_streamer,
+                )
+            )
+            while not pieces and not task.done():
+                await asyncio.sleep(0.001)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+        asyncio.run(asyncio.wait_for(main(), 4 * ASYNC_WAIT_S))
+        assert len(pieces) <= 1, "generation went on after the task was cancelled"
+        _assert_unloads_at_once(manager, target.model)
+
+    def test_a_batch_answers_each_prompt_as_it_would_alone(self, make_manager, conformance_target):
+        manager, _, _ = make_manager()
+        target = conformance_target
+        prompts = [target.prompt, target.prompt.split()[0], f"{target.prompt} {target.prompt}"]
+        kwargs = {"max_new_tokens": self.new_tokens}
+        alone = [manager.generate_result(target.model, p, **kwargs) for p in prompts]
+        batch = manager.generate_result(target.model, prompts, **kwargs)
+        assert [(r.text, r.token_ids, r.finish_reason) for r in batch] == [
+            (r.text, r.token_ids, r.finish_reason) for r in alone
+        ]
+        assert manager.generate(target.model, prompts, **kwargs) == [r.text for r in alone]
+
+    def test_a_bad_prompt_fails_a_batch_by_index_before_any_work(self, make_manager, conformance_target):
+        manager, _, monitor = make_manager()
+        with pytest.raises(InvalidInputError, match="prompt 1 of the batch"):
+            manager.generate(conformance_target.model, [conformance_target.prompt, ""])
+        assert monitor.inferences() == [] and manager.loaded_models() == []
+
     @pytest.mark.parametrize(
         "kwargs",
         [{"temperature": -1.0, "do_sample": True}, {"top_p": 0.0, "do_sample": True}, {"max_new_tokens": 0},
@@ -261,6 +363,15 @@ class BackendConformance:
         assert [(e.from_backend, e.to_backend) for e in monitor.fallback_events()] == [
             ("faulty", conformance_target.name)
         ]
+
+
+def _assert_unloads_at_once(manager: ModelManager, model: str) -> None:
+    """The model is in no request's use: unloading releases it now, not when some request ends."""
+    held = _weak_references(manager.get_model(model).handle)
+    assert manager.unload_model(model)
+    gc.collect()
+    alive = [name for name, ref in held.items() if ref() is not None]
+    assert not alive, f"still referenced after unload (a request still holds the model?): {alive}"
 
 
 def _failing(hook: str) -> Callable[..., Any]:

@@ -8,6 +8,8 @@ import logging
 import mmap
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +23,8 @@ from muai_openvino.export.pipeline import file_records
 from muai_openvino.export_layout import MANIFEST
 
 NAMES = ("gpt2", "tiny-llama")
+#: One-shot CLI runs of the exit test: a crash at interpreter shutdown did not happen every time.
+EXIT_RUNS = 5
 PROMPTS = ("Hello world", "The capital of France is", "muai runs language models")
 
 
@@ -509,3 +513,22 @@ def test_an_unwritable_compile_cache_dir_is_a_configuration_error_not_a_fallback
     ov_manager = manager(write_config({"openvino": {"compile_cache_dir": str(tmp_path / "a-file" / "blobs")}}))
     with pytest.raises(ConfigurationError, match="backend.openvino.compile_cache_dir .* is not a directory muai can"):
         ov_manager.load_model("gpt2", backend_override="openvino")
+
+
+def test_one_shot_generate_exits_cleanly_every_time(write_config):
+    # OpenVINO's objects dying during interpreter shutdown used to crash the process now and then
+    command = [sys.executable, "-c", "from muai_core.cli import main; raise SystemExit(main())"]
+    command += [
+        "--config",
+        write_config(),
+        "generate",
+        "tiny-llama",
+        "Hello",
+        "--backend",
+        "openvino",
+        "--max-new-tokens",
+        "3",
+    ]
+    for attempt in range(EXIT_RUNS):
+        run = subprocess.run(command, capture_output=True, text=True, timeout=120)
+        assert run.returncode == 0, f"run {attempt + 1} exited {run.returncode}: {run.stderr[-2000:]}"

@@ -7,6 +7,8 @@ import json
 import logging
 import os
 import shutil
+import subprocess
+import sys
 import weakref
 
 import numpy as np
@@ -19,6 +21,8 @@ from muai_core.errors import ConfigurationError, InvalidInputError, ModelLoadErr
 from muai_core.plugins import default_registry
 
 ARCHS = ("gpt2", "llama")
+#: One-shot CLI runs of the exit test: a crash at interpreter shutdown need not happen every time.
+EXIT_RUNS = 5
 
 
 def test_registered_through_its_entry_point():
@@ -248,3 +252,12 @@ def test_generate_prints_no_loading_progress_bar(tiny_models, capfd):
 
 def test_the_builtin_model_is_known_with_its_pull_command():
     assert default_registry().known_models()["smollm2-135m"] == "muai pull smollm2-135m"
+
+
+def test_one_shot_generate_exits_cleanly_every_time(tiny_models):
+    # the models are unloaded before interpreter shutdown, while torch can still free them
+    command = [sys.executable, "-c", "from muai_core.cli import main; raise SystemExit(main())"]
+    command += ["generate", tiny_models["llama"], "Hello", "--backend", "pytorch", "--max-new-tokens", "3"]
+    for attempt in range(EXIT_RUNS):
+        run = subprocess.run(command, capture_output=True, text=True, timeout=120)
+        assert run.returncode == 0, f"run {attempt + 1} exited {run.returncode}: {run.stderr[-2000:]}"
