@@ -106,7 +106,7 @@ FEATURES_TEMPLATE = (  # what real templates use: namespaces, tools, tojson, str
 @pytest.mark.parametrize("template", [SMOLLM2_TEMPLATE, FEATURES_TEMPLATE, TEMPLATE])
 @pytest.mark.parametrize("prompt", ["What is the capital of France?", " ünï <|im_end|>{{ x }} 'q' \"d\" "])
 def test_templates_render_as_transformers_renders_them(tokenizer_dir, template, prompt):
-    from transformers import AutoTokenizer
+    AutoTokenizer = pytest.importorskip("transformers").AutoTokenizer  # the core session has no transformers
 
     write_config(tokenizer_dir, {"eos_token": "<eos>", "bos_token": "user", "chat_template": template})
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)

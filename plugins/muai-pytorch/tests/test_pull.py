@@ -33,6 +33,7 @@ def test_pull_from_a_local_directory_is_idempotent_and_faithful(tiny_models):
 
 
 def test_cli_pull_shows_its_steps_on_stderr_and_the_path_once_on_stdout(tiny_models, capsys):
+    Path("models").mkdir()  # a project: the model goes to ./models
     for _ in range(2):  # the second pull finds the model there
         assert main(["pull", tiny_models["llama"], "--name", "tiny"]) == 0
     out, err = capsys.readouterr()
