@@ -12,7 +12,9 @@ from muai_core.errors import InvalidInputError
 #: Receives each new piece of text as it is generated; returning ``False`` stops generation.
 Streamer = Callable[[str], "bool | None"]
 
-FinishReason = Literal["eos", "length", "stopped"]
+#: ``eos``: the model's end-of-sequence token; ``stop``: a stop string or one of ``stop_token_ids``;
+#: ``length``: the token budget; ``stopped``: the streamer returned ``False``.
+FinishReason = Literal["eos", "stop", "length", "stopped"]
 
 
 @dataclass(frozen=True)
@@ -66,7 +68,13 @@ class GenerationRequest:
     ``return_full_text`` keeps the prompt in ``GenerationResult.text`` (transformers' behaviour).
     ``chat`` sends the prompt as one user message through the model's chat template; ``text`` is then the
     answer alone (see ``keeps_prompt``), never the rendered template.
-    ``ignore_eos`` never picks the end-of-sequence token, so exactly the budget is generated (benchmarks).
+    ``ignore_eos`` never picks the model's end-of-sequence token, so the whole budget is generated (benchmarks)
+    unless a stop string or stop token ends it.
+    ``stop`` ends generation as soon as the generated text contains one of these strings; the text is cut
+    before it. ``stop_token_ids`` end generation like the model's EOS (their text is kept). Both finish
+    with ``"stop"``. ``min_new_tokens`` bans EOS and ``stop_token_ids`` until that many tokens are out.
+    ``repetition_penalty`` (transformers' semantics) divides the positive logits of every token already in
+    the prompt or the output by it, and multiplies the negative ones; 1.0 changes nothing.
     """
 
     prompt: str
@@ -80,6 +88,10 @@ class GenerationRequest:
     return_full_text: bool = True
     chat: bool = False
     ignore_eos: bool = False
+    stop: tuple[str, ...] = ()
+    stop_token_ids: tuple[int, ...] = ()
+    min_new_tokens: int = 0
+    repetition_penalty: float = 1.0
     streamer: Streamer | None = None
 
     @classmethod
@@ -95,6 +107,9 @@ class GenerationRequest:
         if kwargs.get("do_sample") is None:
             kwargs["do_sample"] = any(kwargs.get(k) is not None for k in _SAMPLING_KEYS)
         kwargs = {k: v for k, v in kwargs.items() if v is not None}
+        for name, single in (("stop", str), ("stop_token_ids", int)):
+            if name in kwargs:
+                kwargs[name] = _as_tuple(kwargs[name], single)
         request = cls(prompt=prompt, max_length=max_length, **kwargs)
         request.validate()
         return request
@@ -134,6 +149,7 @@ class GenerationRequest:
             )
         if self.seed is not None:
             _check_int("seed", self.seed, minimum=0, maximum=2**32 - 1)
+        self._validate_stopping()
         if self.streamer is not None and not callable(self.streamer):
             raise InvalidInputError(f"streamer must be callable, got {type(self.streamer).__name__}")
         if not self.do_sample:
@@ -145,6 +161,38 @@ class GenerationRequest:
                     f"{', '.join(changed)} only apply when sampling, but do_sample=False",
                     hint="pass do_sample=True, or drop the sampling arguments for greedy decoding",
                 )
+
+    def _validate_stopping(self) -> None:
+        if not isinstance(self.stop, tuple) or not all(isinstance(s, str) and s for s in self.stop):
+            raise InvalidInputError(
+                f"stop must be a string or a list of non-empty strings, got {self.stop!r}",
+                hint='e.g. stop=["\\n\\n", "User:"]',
+            )
+        if not isinstance(self.stop_token_ids, tuple):
+            raise InvalidInputError(f"stop_token_ids must be an int or a list of ints, got {self.stop_token_ids!r}")
+        for token in self.stop_token_ids:
+            _check_int("stop_token_ids", token, minimum=0)
+        _check_int("min_new_tokens", self.min_new_tokens, minimum=0)
+        if self.max_new_tokens is not None and self.min_new_tokens > self.max_new_tokens:
+            raise InvalidInputError(
+                f"min_new_tokens={self.min_new_tokens} is more than max_new_tokens={self.max_new_tokens}",
+                hint=f"pass min_new_tokens={self.max_new_tokens} or less",
+            )
+        penalty = self.repetition_penalty
+        if not _is_real(penalty) or not 0 < penalty < math.inf:
+            raise InvalidInputError(
+                f"repetition_penalty must be a finite number > 0, got {penalty!r}",
+                hint="e.g. repetition_penalty=1.2; 1.0 changes nothing",
+            )
+
+    def check_token_ids(self, vocab_size: int) -> None:
+        """Raise ``InvalidInputError`` when a ``stop_token_ids`` entry is not in the model's vocabulary."""
+        beyond = [t for t in self.stop_token_ids if t >= vocab_size]
+        if beyond:
+            raise InvalidInputError(
+                f"stop_token_ids {beyond} are beyond the model's vocabulary of {vocab_size} tokens",
+                hint=f"pass ids below {vocab_size}",
+            )
 
     @property
     def keeps_prompt(self) -> bool:
@@ -177,7 +225,11 @@ class GenerationRequest:
 
 @dataclass(frozen=True)
 class GenerationResult:
-    """What a backend's generate returns; the core turns it into text and metrics."""
+    """What a backend's generate returns; the core turns it into text and metrics.
+
+    ``text`` and ``completion`` end before a stop string that ended generation; ``token_ids`` are all the
+    generated ids, up to and including the one that completed the stop string (or the EOS or stop token).
+    """
 
     text: str
     completion: str
@@ -210,6 +262,13 @@ class Attempt:
 
 def _is_real(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value)
+
+
+def _as_tuple(value: Any, single: type) -> Any:
+    """A lone ``single`` or a list / tuple of values as a tuple; anything else unchanged, for ``validate``."""
+    if isinstance(value, single) and not isinstance(value, bool):
+        return (value,)
+    return tuple(value) if isinstance(value, (list, tuple)) else value
 
 
 def _check_bool(name: str, value: Any) -> None:

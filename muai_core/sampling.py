@@ -1,4 +1,4 @@
-"""Choosing the next token from logits: greedy, or sampling with temperature, top-k and top-p."""
+"""Choosing the next token from logits: a repetition penalty, then greedy or sampling with temperature, top-k, top-p."""
 
 from __future__ import annotations
 
@@ -31,6 +31,27 @@ def next_token(logits: Any, request: GenerationRequest, rng: np.random.Generator
         scores[order[outside]] = -np.inf
     probs = _softmax(scores)
     return int(rng.choice(probs.size, p=probs))
+
+
+class Penalty:
+    """transformers' repetition penalty: the logits of tokens already seen (prompt and output) are divided by
+    ``penalty`` where positive and multiplied by it where negative. Calling it returns a changed copy."""
+
+    def __init__(self, prompt_ids: Sequence[int], penalty: float) -> None:
+        self._penalty = penalty
+        self._seen = set(prompt_ids)
+        self._ids = np.fromiter(self._seen, dtype=np.int64)
+
+    def saw(self, token: int) -> None:
+        if token not in self._seen:
+            self._seen.add(token)
+            self._ids = np.append(self._ids, token)
+
+    def __call__(self, logits: Any) -> Any:
+        scores = np.array(logits)
+        seen = scores[self._ids]
+        scores[self._ids] = np.where(seen < 0, seen * self._penalty, seen / self._penalty)
+        return scores
 
 
 def _softmax(scores: Any) -> Any:

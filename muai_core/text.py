@@ -10,36 +10,88 @@ from muai_core.contracts import GenerationRequest, Streamer
 
 
 class TextStream:
-    """Feeds a ``Streamer`` the text that each new token adds; remembers whether it asked to stop.
+    """Feeds a ``Streamer`` the text that each new token adds, and watches for stop strings.
 
     Text that ends in an incomplete UTF-8 sequence (decoded as U+FFFD) is held back until whole, or until
-    ``finish()`` sends what is left, so the pieces always add up to the completion.
+    ``finish()`` sends what is left, so the pieces always add up to the completion. With ``stop`` strings,
+    the generated text is searched (only where a new match can be) after each token: at the earliest match
+    the text is cut there and ``stopped_by_string`` is set, and a tail that could be the start of a stop
+    string is held back until it is not, so no piece ever shows part of a stop string.
+    ``stopped`` says the streamer asked to stop.
     """
 
-    def __init__(self, decode: Callable[[Sequence[int]], str], streamer: Streamer | None) -> None:
+    def __init__(
+        self, decode: Callable[[Sequence[int]], str], streamer: Streamer | None, stop: Sequence[str] = ()
+    ) -> None:
         self._decode = decode
         self._streamer = streamer
+        self._stops = tuple(stop)
+        self._longest = max(map(len, self._stops), default=0)
         self._ids: list[int] = []
         self._sent = 0
+        self._searched = 0  # text before this index holds no stop string (nor the start of one that ends later)
+        self._decoded = ""
         self.stopped = False
+        self.stopped_by_string = False
+        self.cut: int | None = None  # where the matched stop string starts in the decoded completion
+
+    @property
+    def ended(self) -> bool:
+        """Whether generation should end: the streamer asked to, or a stop string matched."""
+        return self.stopped or self.stopped_by_string
 
     def push(self, token_id: int) -> None:
         self._ids.append(token_id)
-        if self._streamer is None:
+        if self._streamer is None and not self._stops:
             return
         text = self._decode(self._ids)
-        if not text.endswith("\ufffd"):
-            self._send(text)
+        release = self._sent if text.endswith("\ufffd") else len(text)
+        if self._stops:
+            self._decoded = text
+            self.cut = self._find_stop(text)
+            if self.cut is not None:
+                self.stopped_by_string = True
+                release = self.cut
+            else:
+                release = min(release, len(text) - self._ambiguous_tail(text))
+        if self._streamer is not None and not self.stopped:
+            self._send(text[:release])
 
     def finish(self) -> None:
         """Send any held-back text; call once generation has ended."""
-        if self._streamer is not None and not self.stopped:
+        if self._streamer is not None and not self.ended:
             self._send(self._decode(self._ids))
 
+    def trim(self, text: str) -> str:
+        """``text`` (which ends with the decoded completion) without the stop string that matched and what follows."""
+        if self.cut is None:
+            return text
+        return text[: len(text) - (len(self._decoded) - self.cut)]
+
+    def _find_stop(self, text: str) -> int | None:
+        start = max(0, self._searched - self._longest + 1)
+        self._searched = len(text.rstrip("\ufffd"))  # an incomplete character may still change
+        found = [i for i in (text.find(s, start) for s in self._stops) if i >= 0]
+        return min(found) if found else None
+
+    def _ambiguous_tail(self, text: str) -> int:
+        """The length of the longest end of ``text`` that is the start of a stop string."""
+        tail = 0
+        for stop in self._stops:
+            start = max(0, len(text) - len(stop) + 1)
+            while (start := text.find(stop[0], start)) >= 0:
+                if stop.startswith(text[start:]):
+                    tail = max(tail, len(text) - start)
+                    break
+                start += 1
+        return tail
+
     def _send(self, text: str) -> None:
-        piece, self._sent = text[self._sent :], len(text)
-        if piece and self._streamer(piece) is False:
-            self.stopped = True
+        piece = text[self._sent :]
+        if piece:
+            self._sent = len(text)
+            if self._streamer(piece) is False:
+                self.stopped = True
 
 
 def prompt_text(tokenizer: Any, request: GenerationRequest) -> str:

@@ -35,7 +35,7 @@ class CountingModel:
 
 
 class CountingBackend:
-    """A byte-level model whose most likely next byte is the previous byte plus one.
+    """A byte-level model whose most likely next byte is the previous byte plus one (then plus two).
 
     It needs no files and no third-party runtime, and it really tokenises, runs logits and samples
     (through muai_core's decode loop).
@@ -63,6 +63,7 @@ class CountingBackend:
         ids, _ = token_arrays(inputs, VOCAB)
         logits = np.full((*ids.shape, VOCAB), -10.0, dtype=np.float32)
         np.put_along_axis(logits, ((ids + 1) % VOCAB)[..., None], 10.0, axis=-1)
+        np.put_along_axis(logits, ((ids + 2) % VOCAB)[..., None], 5.0, axis=-1)
         return {"logits": logits}
 
     @hookimpl
@@ -134,6 +135,7 @@ def _next_byte_logits(ids: Any) -> Any:
 
     logits = np.full(VOCAB, -10.0, dtype=np.float32)
     logits[(int(ids[0, -1]) + 1) % VOCAB] = 10.0
+    logits[(int(ids[0, -1]) + 2) % VOCAB] = 5.0  # a runner-up, so that a repetition penalty can change the output
     return logits
 
 

@@ -35,7 +35,7 @@ from muai_core.monitor import PerformanceMonitor
 from muai_core.plugins import PluginRegistry
 from muai_core.testing.backends import CountingBackend, FaultyBackend
 
-FINISH_REASONS = frozenset({"length", "eos", "stopped"})
+FINISH_REASONS = frozenset({"length", "eos", "stop", "stopped"})
 PARTNER = "counting"
 #: Machine epsilon of each element type a backend may compute in (its model info's ``inference_precision``).
 EPSILON = {"f32": 2.0**-23, "f16": 2.0**-10, "bf16": 2.0**-7}
@@ -311,11 +311,59 @@ class BackendConformance:
             manager.generate(conformance_target.model, [conformance_target.prompt, ""])
         assert monitor.inferences() == [] and manager.loaded_models() == []
 
+    @pytest.mark.parametrize("streamed", [False, True], ids=["whole", "streamed"])
+    def test_a_stop_string_ends_generation_and_is_not_returned(self, make_manager, conformance_target, streamed):
+        manager, _, _ = make_manager()
+        free = self.generate(manager, conformance_target, ignore_eos=True, max_new_tokens=8)
+        stop = _stop_string_in(free.completion)
+        if stop is None:
+            pytest.skip(f"the completion {free.completion!r} has no two whole characters to stop at")
+        pieces: list[str] = []
+        streamer = pieces.append if streamed else None
+        result = self.generate(
+            manager, conformance_target, ignore_eos=True, max_new_tokens=8, stop=[stop, "\x00never"], streamer=streamer
+        )
+        assert result.finish_reason == "stop"
+        assert result.completion == free.completion[: free.completion.index(stop)]
+        assert result.text == conformance_target.prompt + result.completion
+        assert result.token_ids == free.token_ids[: len(result.token_ids)]
+        before = len(result.token_ids) - 1  # the token that completed the stop string is the last one generated
+        if before:
+            shorter = self.generate(manager, conformance_target, ignore_eos=True, max_new_tokens=before, stop=stop)
+            assert shorter.finish_reason == "length", "generation went on after the stop string"
+        if streamed:
+            assert "".join(pieces) == result.completion, "a streamed piece showed (part of) the stop string"
+
+    def test_stop_token_ids_end_generation(self, make_manager, conformance_target):
+        manager, _, _ = make_manager()
+        free = self.generate(manager, conformance_target, ignore_eos=True).token_ids
+        stop_id = free[2]
+        result = self.generate(manager, conformance_target, ignore_eos=True, stop_token_ids=stop_id)
+        assert result.token_ids == free[: free.index(stop_id) + 1] and result.finish_reason == "stop"
+
+    def test_min_new_tokens_holds_stop_tokens_back(self, make_manager, conformance_target):
+        manager, _, _ = make_manager()
+        first = self.generate(manager, conformance_target, ignore_eos=True).token_ids[0]
+        result = self.generate(manager, conformance_target, stop_token_ids=[first], min_new_tokens=3)
+        assert first not in result.token_ids[:3] and len(result.token_ids) >= 3
+        assert result.finish_reason in ("stop", "eos", "length")
+        assert (result.finish_reason == "stop") == (result.token_ids[-1] == first)
+
+    def test_repetition_penalty_changes_greedy_output(self, make_manager, conformance_target):
+        # greedy decoding soon repeats a token of the prompt or of its own output; a strong penalty then picks another
+        manager, _, _ = make_manager()
+        run = lambda **kw: self.generate(manager, conformance_target, ignore_eos=True, max_new_tokens=16, **kw)  # noqa: E731
+        plain = run().token_ids
+        assert run(repetition_penalty=1.0).token_ids == plain
+        assert run(repetition_penalty=100.0).token_ids != plain
+
     @pytest.mark.parametrize(
         "kwargs",
         [{"temperature": -1.0, "do_sample": True}, {"top_p": 0.0, "do_sample": True}, {"max_new_tokens": 0},
-         {"max_new_tokens": 10**9}, {"unknown": 1}],
-        ids=["temperature", "top_p", "no-tokens", "beyond-context", "unknown-argument"],
+         {"max_new_tokens": 10**9}, {"unknown": 1}, {"stop": ""}, {"stop_token_ids": [-1]},
+         {"stop_token_ids": [10**9]}, {"min_new_tokens": -1}, {"repetition_penalty": 0.0}],
+        ids=["temperature", "top_p", "no-tokens", "beyond-context", "unknown-argument", "empty-stop",
+             "negative-stop-id", "stop-id-beyond-vocab", "min-new-tokens", "repetition-penalty"],
     )  # fmt: skip
     def test_generate_rejects_bad_input(self, make_manager, conformance_target, kwargs):
         manager, _, monitor = make_manager()
@@ -372,6 +420,15 @@ def _assert_unloads_at_once(manager: ModelManager, model: str) -> None:
     gc.collect()
     alive = [name for name, ref in held.items() if ref() is not None]
     assert not alive, f"still referenced after unload (a request still holds the model?): {alive}"
+
+
+def _stop_string_in(completion: str) -> str | None:
+    """Two characters from the second half of ``completion`` (not an incomplete character), or None."""
+    for start in range(len(completion) // 2, len(completion) - 1):
+        candidate = completion[start : start + 2]
+        if "\ufffd" not in candidate:
+            return candidate
+    return None
 
 
 def _failing(hook: str) -> Callable[..., Any]:

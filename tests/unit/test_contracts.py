@@ -38,6 +38,21 @@ def test_sampling_arguments_imply_sampling_unless_told_otherwise():
         ({"do_sample": "yes"}, "do_sample"),
         ({"streamer": 3}, "streamer"),
         ({"beams": 4}, "unknown generation argument(s): beams"),
+        ({"stop": ""}, "stop must be a string or a list of non-empty strings"),
+        ({"stop": ["ok", ""]}, "stop must be"),
+        ({"stop": [3]}, "stop must be"),
+        ({"stop": {"a": 1}}, "stop must be"),
+        ({"stop_token_ids": -1}, "stop_token_ids must be >= 0"),
+        ({"stop_token_ids": [1, 2.5]}, "stop_token_ids must be an int"),
+        ({"stop_token_ids": "7"}, "stop_token_ids must be an int or a list of ints"),
+        ({"min_new_tokens": -1}, "min_new_tokens must be >= 0"),
+        ({"min_new_tokens": 1.5}, "min_new_tokens must be an int"),
+        ({"min_new_tokens": 5, "max_new_tokens": 4}, "min_new_tokens=5 is more than max_new_tokens=4"),
+        ({"repetition_penalty": 0}, "repetition_penalty must be a finite number > 0"),
+        ({"repetition_penalty": -1.2}, "repetition_penalty"),
+        ({"repetition_penalty": math.inf}, "repetition_penalty"),
+        ({"repetition_penalty": math.nan}, "repetition_penalty"),
+        ({"repetition_penalty": True}, "repetition_penalty"),
     ],
 )
 def test_invalid_arguments_are_named(kwargs, named):
@@ -45,6 +60,21 @@ def test_invalid_arguments_are_named(kwargs, named):
     with pytest.raises(InvalidInputError) as info:
         GenerationRequest.from_kwargs(prompt, **kwargs)
     assert named in str(info.value)
+
+
+def test_stop_arguments_take_one_value_or_a_list():
+    request = GenerationRequest.from_kwargs("x", stop="\n\n", stop_token_ids=7)
+    assert (request.stop, request.stop_token_ids) == (("\n\n",), (7,))
+    request = GenerationRequest.from_kwargs("x", stop=["a", "User:"], stop_token_ids=[1, 2], min_new_tokens=3)
+    assert (request.stop, request.stop_token_ids, request.min_new_tokens) == (("a", "User:"), (1, 2), 3)
+    assert GenerationRequest.from_kwargs("x", repetition_penalty=1).repetition_penalty == 1
+
+
+def test_stop_token_ids_beyond_the_vocabulary_are_refused():
+    request = GenerationRequest.from_kwargs("x", stop_token_ids=[3, 400])
+    request.check_token_ids(401)
+    with pytest.raises(InvalidInputError, match=r"stop_token_ids \[400\] are beyond the model's vocabulary of 384"):
+        request.check_token_ids(384)
 
 
 def test_budget_from_max_length_and_max_new_tokens():

@@ -40,3 +40,89 @@ def test_nothing_is_sent_after_the_streamer_asks_to_stop():
     stream.push("€".encode()[0])
     stream.finish()
     assert stream.stopped and pieces == ["a"]
+
+
+WORDS = ["Hello", " Us", "er", ":", " bye", "\n", "\n\n", "User:", "x"]
+
+
+def _words(ids):
+    return "".join(WORDS[i] for i in ids)
+
+
+def _stream_words(words, stop):
+    """Push ``words`` (from WORDS) one token at a time; return the stream and the text shown after each push."""
+    pieces: list[str] = []
+    stream = TextStream(_words, pieces.append, stop)
+    shown = []
+    for word in words:
+        stream.push(WORDS.index(word))
+        shown.append("".join(pieces))
+        if stream.ended:
+            break
+    return stream, shown, pieces
+
+
+def test_a_stop_string_split_across_tokens_is_never_shown():
+    stream, shown, pieces = _stream_words(["Hello", " Us", "er", ":", " bye"], ["User:"])
+    assert shown == ["Hello", "Hello ", "Hello ", "Hello "]  # "Us", "User" could still become "User:"
+    assert stream.stopped_by_string and not stream.stopped and stream.cut == len("Hello ")
+    stream.finish()
+    assert "".join(pieces) == "Hello " and stream.trim("prompt: Hello User:") == "prompt: Hello "
+
+
+def test_a_prefix_that_does_not_match_is_released():
+    stream, shown, pieces = _stream_words(["Hello", " Us", "er", " bye"], ["User:"])
+    assert shown == ["Hello", "Hello ", "Hello ", "Hello User bye"] and not stream.ended
+    stream.finish()
+    assert "".join(pieces) == "Hello User bye" and stream.trim("Hello User bye") == "Hello User bye"
+
+
+def test_the_earliest_of_several_stop_strings_wins():
+    stream, _, pieces = _stream_words(["Hello", "\n\n", "User:"], ["User:", "\n\n"])
+    assert stream.cut == len("Hello") and "".join(pieces) == "Hello"
+    # both stop strings complete with one token: the one that starts first cuts
+    stream, _, pieces = _stream_words(["x", "\n", "User:", "x"], ["x", "User:"])
+    assert stream.cut == 0 and pieces == []
+    stream, _, pieces = _stream_words(["Hello", " Us", "er", ":"], [": ", "User:", "lo User"])
+    assert stream.cut == len("Hel") and "".join(pieces) == "Hel"
+
+
+def test_stop_strings_are_found_without_a_streamer():
+    stream = TextStream(_words, None, ["\n\n"])
+    for word in ["Hello", "\n", "\n"]:
+        stream.push(WORDS.index(word))
+    assert stream.stopped_by_string and stream.cut == len("Hello")
+
+
+def test_a_stop_string_before_an_incomplete_character_ends_generation():
+    pieces: list[str] = []
+    stream = TextStream(_decode, pieces.append, ["ab"])
+    for byte in b"xab" + "€".encode()[:1]:
+        stream.push(byte)
+    stream.finish()
+    assert stream.stopped_by_string and "".join(pieces) == "x"
+
+
+def _first_stop(text, stops):
+    """What a stream shows of ``text`` pushed one character at a time: up to the first stop string to complete."""
+    for end in range(1, len(text) + 1):
+        found = [text[:end].find(s) for s in stops if s in text[:end]]
+        if found:
+            return text[: min(found)]
+    return text
+
+
+@given(st.text(alphabet="ab\n", max_size=30), st.lists(st.text(alphabet="ab\n", min_size=1, max_size=4), max_size=3))
+def test_pieces_stop_before_the_first_stop_string_and_never_show_part_of_it(text, stops):
+    pieces: list[str] = []
+    expected = _first_stop(text, stops)
+    stream = TextStream(_decode, pieces.append, stops)
+    pushed = ""
+    for char in text:
+        stream.push(ord(char))
+        pushed += char
+        assert expected.startswith("".join(pieces))
+        if stream.ended:
+            break
+    stream.finish()
+    assert "".join(pieces) == stream.trim(pushed) == expected

@@ -51,6 +51,29 @@ def test_greedy_tokens_equal_pytorch(write_config, name):
 
 
 @pytest.mark.parametrize("name", NAMES)
+def test_request_controls_give_the_same_result_as_pytorch(write_config, name):
+    config = write_config()
+    ov_manager, pt_manager = manager(config, backend="openvino"), manager(config, backend="pytorch")
+    for prompt in PROMPTS:
+        free = pt_manager.generate_result(name, prompt, max_new_tokens=24, ignore_eos=True)
+        text = free.completion  # two whole characters after its first one
+        stop = next(text[i : i + 2] for i in range(1, len(text) - 1) if "\ufffd" not in text[i : i + 2])
+        first = free.token_ids[0]
+        for kwargs in (
+            {"stop": [stop, "\n\n"]},
+            {"repetition_penalty": 1.3},
+            {"repetition_penalty": 0.7, "do_sample": True, "top_k": 1},
+            {"stop_token_ids": [first], "min_new_tokens": 4},
+        ):
+            ov_result = ov_manager.generate_result(name, prompt, max_new_tokens=24, ignore_eos=True, **kwargs)
+            pt_result = pt_manager.generate_result(name, prompt, max_new_tokens=24, ignore_eos=True, **kwargs)
+            assert ov_result.token_ids == pt_result.token_ids, kwargs
+            assert (ov_result.text, ov_result.finish_reason) == (pt_result.text, pt_result.finish_reason), kwargs
+            if "stop" in kwargs:
+                assert ov_result.finish_reason == "stop" and stop not in ov_result.completion
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_forward_matches_pytorch(write_config, name):
     config = write_config()
     ids = {"input_ids": np.array([[5, 17, 42, 99, 3], [1, 2, 3, 4, 5]])}

@@ -41,8 +41,10 @@ class TemplateBackend:
         request.require_model_type(("transformers",), NAME)
         reject_unknown_keys(request.settings, SETTINGS, f"backend.{NAME}")
         # ENGINE: load request.source (check it with muai_core.model_source.check_model_dir); raise
-        # ModelLoadError with a hint when it cannot be loaded. The stand-in "weights" favour repeating a byte.
-        return TemplateModel(request.model_name, "cpu", np.eye(VOCAB, dtype=np.float32) * 10)
+        # ModelLoadError with a hint when it cannot be loaded. The stand-in "weights" favour repeating a byte,
+        # then the byte two above it.
+        weights = np.eye(VOCAB, dtype=np.float32) * 10 + np.eye(VOCAB, k=2, dtype=np.float32) * 5
+        return TemplateModel(request.model_name, "cpu", weights)
 
     @hookimpl
     def muai_forward(self, model: TemplateModel, inputs: Mapping[str, Any]) -> dict[str, Any]:

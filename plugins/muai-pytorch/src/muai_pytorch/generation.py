@@ -29,16 +29,21 @@ def generate(handle: PyTorchModel, request: GenerationRequest) -> GenerationResu
     if prompt_tokens == 0:
         raise InvalidInputError("the prompt encodes to no tokens", hint="pass some text the tokenizer can encode")
     budget = request.new_token_budget(prompt_tokens, handle.context_length)
-    eos = list(handle.eos_ids)
+    request.check_token_ids(model.config.vocab_size)
+    eos, stop_ids = list(handle.eos_ids), list(request.stop_token_ids)
+    enders = [*stop_ids, *([] if request.ignore_eos else eos)]  # min_new_tokens holds these back
     config = GenerationConfig(
         max_new_tokens=budget,
-        min_new_tokens=budget if request.ignore_eos else None,
+        min_new_tokens=request.min_new_tokens or None,
+        suppress_tokens=eos if request.ignore_eos and eos else None,
+        repetition_penalty=float(request.repetition_penalty),
         do_sample=request.do_sample,
-        eos_token_id=eos or None,
-        pad_token_id=eos[0] if eos else None,
+        eos_token_id=enders or None,
+        pad_token_id=(eos or stop_ids or [None])[0],
         **_sampling(request),
     )
-    clock = _TokenClock(TextStream(lambda ids: tokenizer.decode(ids, skip_special_tokens=True), request.streamer))
+    decode = lambda ids: tokenizer.decode(ids, skip_special_tokens=True)  # noqa: E731
+    clock = _TokenClock(TextStream(decode, request.streamer, request.stop))
     started = time.perf_counter()
     with torch.inference_mode(), _seed_lock if request.seed is not None else nullcontext():
         if request.seed is not None:
@@ -47,22 +52,19 @@ def generate(handle: PyTorchModel, request: GenerationRequest) -> GenerationResu
             prompt_ids,
             attention_mask=torch.ones_like(prompt_ids),
             generation_config=config,
-            streamer=clock,
             stopping_criteria=[clock.stopping_criterion()],
         )
+    clock.stream.finish()
     new_ids = tuple(int(t) for t in output[0, prompt_tokens:].tolist())
-    if eos and new_ids and new_ids[-1] in eos:
-        finish = "eos"
-    else:
-        finish = "stopped" if clock.stream.stopped else "length"
-    completion = tokenizer.decode(new_ids, skip_special_tokens=True)
+    completion = decode(new_ids)
+    text = decode(output[0].tolist()) if request.keeps_prompt else completion
     times = [started, *clock.times]
     return GenerationResult(
-        text=tokenizer.decode(output[0].tolist(), skip_special_tokens=True) if request.keeps_prompt else completion,
-        completion=completion,
+        text=clock.stream.trim(text),
+        completion=clock.stream.trim(completion),
         prompt_tokens=prompt_tokens,
         token_ids=new_ids,
-        finish_reason=finish,
+        finish_reason=_finish_reason(new_ids, clock.stream, eos, request.ignore_eos, stop_ids),
         ttft_s=times[1] - started if len(times) > 1 else time.perf_counter() - started,
         token_latencies_s=tuple(b - a for a, b in zip(times[1:], times[2:], strict=False)),
     )
@@ -80,6 +82,20 @@ def forward(handle: PyTorchModel, inputs: Mapping[str, Any]) -> dict[str, Any]:
     return {"logits": out.logits.float().cpu().numpy()}
 
 
+def _finish_reason(
+    new_ids: tuple[int, ...], stream: TextStream, eos: list[int], ignore_eos: bool, stop_ids: list[int]
+) -> str:
+    """The same reason ``decode_loop`` gives, read from what ended transformers' generate."""
+    last = new_ids[-1] if new_ids else None
+    if stream.stopped_by_string:
+        return "stop"
+    if last in eos and not ignore_eos:
+        return "eos"
+    if last in stop_ids:
+        return "stop"
+    return "stopped" if stream.stopped else "length"
+
+
 def _sampling(request: GenerationRequest) -> dict[str, Any]:
     if not request.do_sample:
         return {}
@@ -88,32 +104,27 @@ def _sampling(request: GenerationRequest) -> dict[str, Any]:
 
 
 class _TokenClock:
-    """A transformers streamer that timestamps each new token, streams text and can stop generation."""
+    """Timestamps each new token and feeds it to the ``TextStream``, from a transformers stopping criterion.
+
+    A criterion sees each token as soon as it is chosen (transformers hands its streamer the token only after
+    the stopping criteria ran), so a stop string or a streamer's ``False`` ends generation on that very token.
+    """
 
     def __init__(self, stream: TextStream) -> None:
         self.stream = stream
         self.times: list[float] = []
-        self._prompt_seen = False
-
-    def put(self, value: Any) -> None:
-        if not self._prompt_seen:  # transformers first hands over the prompt
-            self._prompt_seen = True
-            return
-        self.times.append(time.perf_counter())
-        for token in value.reshape(-1).tolist():
-            self.stream.push(int(token))
-
-    def end(self) -> None:
-        self.stream.finish()
 
     def stopping_criterion(self) -> Any:
         import torch
         from transformers import StoppingCriteria
 
-        stream = self.stream
+        clock = self
 
         class _StopWhenAsked(StoppingCriteria):
             def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
-                return torch.full((input_ids.shape[0],), stream.stopped, dtype=torch.bool, device=input_ids.device)
+                clock.times.append(time.perf_counter())
+                clock.stream.push(int(input_ids[0, -1]))
+                ended = clock.stream.ended
+                return torch.full((input_ids.shape[0],), ended, dtype=torch.bool, device=input_ids.device)
 
         return _StopWhenAsked()
