@@ -53,6 +53,8 @@ class LoadRequest:
 
 
 _SAMPLING_KEYS = ("temperature", "top_k", "top_p")
+#: Request fields the core sets itself; ``generate`` does not accept them.
+_INTERNAL_FIELDS = ("resume_ids",)
 
 #: Below this, logits divided by the temperature overflow float32 (inf) on some backends; it is near-greedy anyway.
 MIN_TEMPERATURE = 1e-3
@@ -67,6 +69,8 @@ class GenerationRequest:
     ``chat`` sends the prompt as one user message through the model's chat template; ``text`` is then the
     answer alone (see ``keeps_prompt``), never the rendered template.
     ``ignore_eos`` never picks the end-of-sequence token, so exactly the budget is generated (benchmarks).
+    ``resume_ids`` (set by the manager, never by callers) are new tokens another backend already produced:
+    the generation continues after them (see docs/writing-a-backend.md, "Resuming a generation").
     """
 
     prompt: str
@@ -81,13 +85,15 @@ class GenerationRequest:
     chat: bool = False
     ignore_eos: bool = False
     streamer: Streamer | None = None
+    resume_ids: tuple[int, ...] = ()
 
     @classmethod
     def from_kwargs(cls, prompt: Any, max_length: Any = 100, **kwargs: Any) -> GenerationRequest:
         """Build a request from ``generate``'s arguments, rejecting anything unknown or out of range."""
-        unknown = sorted(set(kwargs) - set(cls.__dataclass_fields__))
+        fields = [k for k in cls.__dataclass_fields__ if k not in _INTERNAL_FIELDS]
+        unknown = sorted(set(kwargs) - set(fields))
         if unknown:
-            accepted = ", ".join(k for k in cls.__dataclass_fields__ if k != "prompt")
+            accepted = ", ".join(k for k in fields if k != "prompt")
             raise InvalidInputError(
                 f"unknown generation argument(s): {', '.join(unknown)}",
                 hint=f"accepted arguments are: {accepted}",
@@ -203,7 +209,7 @@ class Attempt:
 
     backend: str
     stage: str
-    outcome: Literal["ok", "unavailable", "failed", "not installed"]
+    outcome: Literal["ok", "unavailable", "failed", "not installed", "unsupported"]
     reason: str = ""
     seconds: float = 0.0
 

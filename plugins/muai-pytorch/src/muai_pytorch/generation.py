@@ -9,7 +9,8 @@ from contextlib import nullcontext
 from typing import Any
 
 from muai_core.contracts import GenerationRequest, GenerationResult
-from muai_core.errors import InvalidInputError
+from muai_core.decoding import partial_generation
+from muai_core.errors import InvalidInputError, UnsupportedRequest
 from muai_core.inputs import token_arrays
 from muai_core.text import TextStream, prompt_text
 from muai_pytorch.loading import PyTorchModel
@@ -28,7 +29,10 @@ def generate(handle: PyTorchModel, request: GenerationRequest) -> GenerationResu
     prompt_tokens = prompt_ids.shape[1]
     if prompt_tokens == 0:
         raise InvalidInputError("the prompt encodes to no tokens", hint="pass some text the tokenizer can encode")
-    budget = request.new_token_budget(prompt_tokens, handle.context_length)
+    budget = request.new_token_budget(prompt_tokens, handle.context_length) - len(request.resume_ids)
+    if request.resume_ids:  # a resumed generation continues after the tokens another backend produced
+        resumed = torch.tensor([request.resume_ids], dtype=prompt_ids.dtype, device=prompt_ids.device)
+        prompt_ids = torch.cat([prompt_ids, resumed], dim=1)
     eos = list(handle.eos_ids)
     config = GenerationConfig(
         max_new_tokens=budget,
@@ -38,18 +42,28 @@ def generate(handle: PyTorchModel, request: GenerationRequest) -> GenerationResu
         pad_token_id=eos[0] if eos else None,
         **_sampling(request),
     )
-    clock = _TokenClock(TextStream(lambda ids: tokenizer.decode(ids, skip_special_tokens=True), request.streamer))
+    def decode(ids: Any) -> str:
+        return tokenizer.decode(ids, skip_special_tokens=True)
+
+    clock = _TokenClock(TextStream(decode, request.streamer, request.resume_ids))
     started = time.perf_counter()
     with torch.inference_mode(), _seed_lock if request.seed is not None else nullcontext():
         if request.seed is not None:
             torch.manual_seed(request.seed)
-        output = model.generate(
-            prompt_ids,
-            attention_mask=torch.ones_like(prompt_ids),
-            generation_config=config,
-            streamer=clock,
-            stopping_criteria=[clock.stopping_criterion()],
-        )
+        try:
+            output = model.generate(
+                prompt_ids,
+                attention_mask=torch.ones_like(prompt_ids),
+                generation_config=config,
+                streamer=clock,
+                stopping_criteria=[clock.stopping_criterion()],
+            )
+        except (InvalidInputError, UnsupportedRequest):
+            raise
+        except Exception as exc:
+            if clock.streamer_failed:  # the caller's own error
+                raise
+            raise partial_generation(exc, clock.stream.token_ids) from exc
     new_ids = tuple(int(t) for t in output[0, prompt_tokens:].tolist())
     if eos and new_ids and new_ids[-1] in eos:
         finish = "eos"
@@ -93,6 +107,7 @@ class _TokenClock:
     def __init__(self, stream: TextStream) -> None:
         self.stream = stream
         self.times: list[float] = []
+        self.streamer_failed = False
         self._prompt_seen = False
 
     def put(self, value: Any) -> None:
@@ -100,11 +115,19 @@ class _TokenClock:
             self._prompt_seen = True
             return
         self.times.append(time.perf_counter())
-        for token in value.reshape(-1).tolist():
-            self.stream.push(int(token))
+        try:
+            for token in value.reshape(-1).tolist():
+                self.stream.push(int(token))
+        except BaseException:
+            self.streamer_failed = True
+            raise
 
     def end(self) -> None:
-        self.stream.finish()
+        try:
+            self.stream.finish()
+        except BaseException:
+            self.streamer_failed = True
+            raise
 
     def stopping_criterion(self) -> Any:
         import torch
