@@ -42,6 +42,7 @@ def generate(handle: PyTorchModel, request: GenerationRequest) -> GenerationResu
         pad_token_id=eos[0] if eos else None,
         **_sampling(request),
     )
+
     def decode(ids: Any) -> str:
         return tokenizer.decode(ids, skip_special_tokens=True)
 
