@@ -55,6 +55,8 @@ class LoadRequest:
 
 
 _SAMPLING_KEYS = ("temperature", "top_k", "top_p")
+#: Request fields the core sets itself; ``generate`` does not accept them.
+_INTERNAL_FIELDS = ("resume_ids",)
 
 #: Below this, logits divided by the temperature overflow float32 (inf) on some backends; it is near-greedy anyway.
 MIN_TEMPERATURE = 1e-3
@@ -75,6 +77,8 @@ class GenerationRequest:
     with ``"stop"``. ``min_new_tokens`` bans EOS and ``stop_token_ids`` until that many tokens are out.
     ``repetition_penalty`` (transformers' semantics) divides the positive logits of every token already in
     the prompt or the output by it, and multiplies the negative ones; 1.0 changes nothing.
+    ``resume_ids`` (set by the manager, never by callers) are new tokens another backend already produced:
+    the generation continues after them (see docs/writing-a-backend.md, "Resuming a generation").
     """
 
     prompt: str
@@ -93,13 +97,15 @@ class GenerationRequest:
     min_new_tokens: int = 0
     repetition_penalty: float = 1.0
     streamer: Streamer | None = None
+    resume_ids: tuple[int, ...] = ()
 
     @classmethod
     def from_kwargs(cls, prompt: Any, max_length: Any = 100, **kwargs: Any) -> GenerationRequest:
         """Build a request from ``generate``'s arguments, rejecting anything unknown or out of range."""
-        unknown = sorted(set(kwargs) - set(cls.__dataclass_fields__))
+        fields = [k for k in cls.__dataclass_fields__ if k not in _INTERNAL_FIELDS]
+        unknown = sorted(set(kwargs) - set(fields))
         if unknown:
-            accepted = ", ".join(k for k in cls.__dataclass_fields__ if k != "prompt")
+            accepted = ", ".join(k for k in fields if k != "prompt")
             raise InvalidInputError(
                 f"unknown generation argument(s): {', '.join(unknown)}",
                 hint=f"accepted arguments are: {accepted}",
@@ -255,7 +261,7 @@ class Attempt:
 
     backend: str
     stage: str
-    outcome: Literal["ok", "unavailable", "failed", "not installed"]
+    outcome: Literal["ok", "unavailable", "failed", "not installed", "unsupported"]
     reason: str = ""
     seconds: float = 0.0
 

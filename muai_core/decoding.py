@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from muai_core.contracts import GenerationRequest, GenerationResult
-from muai_core.errors import InferenceError, InvalidInputError
+from muai_core.errors import BackendError, InvalidInputError, PartialGeneration, UnsupportedRequest
 from muai_core.sampling import Penalty, next_token
 from muai_core.text import TextStream
 
@@ -28,31 +28,33 @@ def decode_loop(
 ) -> GenerationResult:
     """Generate with ``step`` until the budget, an EOS or stop token, a stop string or the streamer says stop.
 
-    Non-finite logits raise ``InferenceError`` (so the resolver can fall back).
+    A resumed request continues after its ``resume_ids``, which count in the budget and the result.
+    A failing step, or non-finite logits, raises ``PartialGeneration`` holding the tokens produced so far
+    (so the resolver can fall back and resume); ``InvalidInputError`` and ``UnsupportedRequest`` pass as raised.
     """
     if not prompt_ids:
         raise InvalidInputError("the prompt encodes to no tokens", hint="pass some text the tokenizer can encode")
-    budget = request.new_token_budget(len(prompt_ids), context_length)
+    new_ids = list(request.resume_ids)
+    budget = request.new_token_budget(len(prompt_ids), context_length) - len(new_ids)
     rng = np.random.default_rng(request.seed)
-    stream = TextStream(decode, request.streamer, request.stop)
+    stream = TextStream(decode, request.streamer, request.stop, new_ids)
     enders = frozenset({*eos_ids, *request.stop_token_ids})
     banned = sorted(eos_ids) if request.ignore_eos else []
     held, min_new = sorted({*banned, *enders}), request.min_new_tokens  # held back until min_new tokens are out
-    penalty = Penalty(prompt_ids, request.repetition_penalty) if request.repetition_penalty != 1.0 else None
-    new_ids: list[int] = []
+    penalty = None
+    if request.repetition_penalty != 1.0:
+        penalty = Penalty([*prompt_ids, *new_ids], request.repetition_penalty)
     stamps: list[float] = []
     finish = "length"
     started = time.perf_counter()
-    ids = np.asarray([prompt_ids], dtype=np.int64)
+    ids = np.asarray([[*prompt_ids, *new_ids]], dtype=np.int64)
     for index in range(budget):
-        logits = step(ids)
+        logits = _checked_step(step, ids, index, new_ids)
         if index == 0:
             request.check_token_ids(logits.shape[-1])
-        if not np.isfinite(logits).all():
-            raise InferenceError(f"the model produced non-finite logits at step {index}")
         if penalty is not None:
             logits = penalty(logits)
-        token = next_token(logits, request, rng, held if index < min_new else banned)
+        token = next_token(logits, request, rng, held if len(new_ids) < min_new else banned)
         stamps.append(time.perf_counter())
         new_ids.append(token)
         if penalty is not None:
@@ -77,6 +79,29 @@ def decode_loop(
         prompt_tokens=len(prompt_ids),
         token_ids=tuple(new_ids),
         finish_reason=finish,
-        ttft_s=stamps[0] - started,
+        ttft_s=stamps[0] - started if stamps else time.perf_counter() - started,
         token_latencies_s=tuple(b - a for a, b in zip(stamps, stamps[1:], strict=False)),
     )
+
+
+def partial_generation(exc: Exception, produced: Sequence[int]) -> PartialGeneration:
+    """The ``PartialGeneration`` to raise from an engine's ``exc`` after it produced the ``produced`` tokens.
+
+    Raise it ``from exc``; its message and hint are those of ``exc``.
+    """
+    message = exc.message if isinstance(exc, BackendError) else f"{type(exc).__name__}: {exc}"
+    hint = exc.raw_hint if isinstance(exc, BackendError) else None
+    return PartialGeneration(message, produced_ids=tuple(produced), hint=hint)
+
+
+def _checked_step(step: Step, ids: np.ndarray, index: int, produced: list[int]) -> Any:
+    """``step(ids)``, its failure (or non-finite logits) raised as ``PartialGeneration`` from the engine's error."""
+    try:
+        logits = step(ids)
+    except (InvalidInputError, UnsupportedRequest):
+        raise
+    except Exception as exc:
+        raise partial_generation(exc, produced) from exc
+    if not np.isfinite(logits).all():
+        raise PartialGeneration(f"the model produced non-finite logits at step {index}", produced_ids=tuple(produced))
+    return logits

@@ -104,6 +104,25 @@ class InvalidInputError(InferenceError, ValueError):
     """The prompt, inputs or generation parameters are not valid."""
 
 
+class UnsupportedRequest(InferenceError):
+    """A backend cannot serve this one call (a feature or a size it lacks), though it works for others.
+
+    The call runs on the next backend of the chain that can serve it; the model stays on its backend.
+    """
+
+
+class PartialGeneration(InferenceError):
+    """A generation failed after producing ``produced_ids`` (the new token ids so far, in order).
+
+    Raised from the engine's error (its ``__cause__``), so that the next backend can resume from those
+    tokens instead of starting again. ``muai_core.decoding.decode_loop`` raises it for you.
+    """
+
+    def __init__(self, message: str, *, produced_ids: tuple[int, ...], hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.produced_ids = tuple(produced_ids)
+
+
 #: Lines that only say where in a library's C++ sources it failed (OpenVINO: "Exception from src/...cpp:84:").
 _SOURCE_LOCATION = re.compile(r"^(Exception from|Check '.*' failed at) \S+:\d+:?$")
 

@@ -14,12 +14,12 @@ from typing import Any, overload
 from muai_core.cache import LRUCache
 from muai_core.config import MuaiConfig, load_config, parse_size
 from muai_core.contracts import Attempt, GenerationRequest, GenerationResult, Streamer
-from muai_core.errors import ConfigurationError, InferenceError, InvalidInputError, ModelLoadError
+from muai_core.errors import ConfigurationError, InferenceError, InvalidInputError, ModelLoadError, PartialGeneration
 from muai_core.leases import Leases
 from muai_core.model_source import resolve_model
 from muai_core.monitor import PerformanceMonitor, default_monitor
 from muai_core.plugins import PluginRegistry, default_registry
-from muai_core.resolver import USER_ERRORS, CallerError, LoadedModel, LoadPlan, Resolver
+from muai_core.resolver import USER_ERRORS, CallerError, LoadedModel, LoadPlan, Resolver, engine_error
 from muai_core.streaming import AsyncStream, Stream, call_in_thread, stopping
 
 BackendChoice = str | Sequence[str] | None
@@ -136,8 +136,10 @@ class ModelManager:
         return self.get_model(model_name).metadata()
 
     def explain(self, model_name: str) -> tuple[Attempt, ...]:
-        """Each backend the resolver tried for this model, with its outcome and reason."""
-        return self.get_model(model_name).attempts
+        """Each backend the resolver tried for this model, with its outcome and reason; then the calls that
+        ran elsewhere while the model stayed (outcome ``unsupported``), once per backend, stage and reason."""
+        loaded = self.get_model(model_name)
+        return (*loaded.attempts, *loaded.detours)
 
     def loaded_models(self) -> list[str]:
         return self._cache.keys()
@@ -209,15 +211,22 @@ class ModelManager:
         return AsyncStream(lambda streamer: self._generate(model_name, replace(request, streamer=streamer)))
 
     def _generate(self, model_name: str, request: GenerationRequest) -> GenerationResult:
-        """Run one checked request; text already handed to a streamer is never generated again elsewhere."""
+        """Run one checked request; a backend failing mid-generation hands its tokens to the next, which
+        resumes from them when it tokenises the same way. Streamed text is never repeated."""
         streamer = None if request.streamer is None else _CallersStreamer(request.streamer)
         if streamer is not None:
             request = replace(request, streamer=streamer)
+        resume = _Resume(request, streamer)
 
         def run(loaded: LoadedModel) -> GenerationResult:
+            attempt = resume.request_for(loaded)
             started = time.perf_counter()
             try:
-                result = loaded.backend.generate(loaded.handle, request)
+                result = loaded.backend.generate(loaded.handle, attempt)
+            except PartialGeneration as exc:
+                if resume.keep(loaded, exc):
+                    raise
+                raise CallerError(_failed_mid_stream(loaded, resume.streamed, engine_error(exc))) from exc
             except Exception as exc:
                 if streamer is not None and streamer.pieces and not isinstance(exc, USER_ERRORS):
                     raise CallerError(_failed_mid_stream(loaded, streamer.pieces, exc)) from exc
@@ -225,8 +234,9 @@ class ModelManager:
             finally:
                 if streamer is not None and streamer.error is not None:
                     raise CallerError(streamer.error)
+            tokens = result.new_tokens - len(attempt.resume_ids)
             self._monitor.record_inference(
-                loaded.backend_name, model_name, time.perf_counter() - started, result.new_tokens, ttft=result.ttft_s
+                loaded.backend_name, model_name, time.perf_counter() - started, tokens, ttft=result.ttft_s
             )
             return replace(result, backend=loaded.backend_name)
 
@@ -285,6 +295,12 @@ class ModelManager:
                     self._cache.pop(model_name)
             self._leases.retire(failed)
 
+        def lease(helper: LoadedModel) -> None:
+            held.append(self._leases.acquire(helper))
+            with self._lock:
+                if self._cache.peek(model_name) is loaded:  # its size now counts the helper
+                    self._cache.put(model_name, loaded, loaded.memory_bytes())
+
         def adopt(replacement: LoadedModel) -> None:
             held.append(self._leases.acquire(replacement))
             with self._lock:
@@ -295,7 +311,7 @@ class ModelManager:
                     self._cache.put(model_name, replacement, replacement.memory_bytes())
 
         try:
-            return self._resolver.run(loaded, stage, operation, retire=retire, adopt=adopt)[0]
+            return self._resolver.run(loaded, stage, operation, retire=retire, adopt=adopt, lease=lease)[0]
         except CallerError as exc:
             error = exc.error
         finally:
@@ -352,20 +368,72 @@ def _unload_first_at_exit() -> None:
 
 
 class _CallersStreamer:
-    """The caller's streamer, counting the pieces it got and remembering what it raised (the caller's error)."""
+    """The caller's streamer, counting the pieces and characters it got and remembering what it raised (the
+    caller's error). The first ``skip`` characters it is handed are dropped: the caller has them already."""
 
     def __init__(self, streamer: Streamer) -> None:
         self._streamer = streamer
         self.pieces = 0
+        self.chars = 0
+        self.skip = 0
         self.error: Exception | None = None
 
     def __call__(self, text: str) -> bool | None:
+        cut = min(self.skip, len(text))
+        text, self.skip = text[cut:], self.skip - cut
+        if not text:
+            return None
         self.pieces += 1
+        self.chars += len(text)
         try:
             return self._streamer(text)
         except Exception as exc:
             self.error = exc
             raise
+
+
+class _Resume:
+    """The tokens a failed backend produced for one request, and the tokenizer they belong to."""
+
+    def __init__(self, request: GenerationRequest, streamer: _CallersStreamer | None) -> None:
+        self._request, self._streamer = request, streamer
+        self._ids: tuple[int, ...] = ()
+        self._tokenizer: object = None
+        self._origin = ""
+
+    def keep(self, loaded: LoadedModel, exc: PartialGeneration) -> bool:
+        """Remember what ``loaded`` produced; False when nothing can continue text already streamed."""
+        self._ids, self._tokenizer, self._origin = exc.produced_ids, _tokenizer(loaded), loaded.backend_name
+        return self._tokenizer is not None or not self.streamed
+
+    @property
+    def streamed(self) -> int:
+        """The pieces the caller has had."""
+        return 0 if self._streamer is None else self._streamer.pieces
+
+    def request_for(self, loaded: LoadedModel) -> GenerationRequest:
+        """The request to run on ``loaded``: resumed after the tokens produced so far where its tokenizer is the
+        same, else from the start (refused once text was streamed)."""
+        streamer, ids = self._streamer, self._ids
+        if ids and self._tokenizer is not None and _tokenizer(loaded) == self._tokenizer:
+            if streamer is not None:
+                streamer.skip = streamer.chars  # the resumed stream starts with the text of ``ids``
+            return replace(self._request, resume_ids=ids)
+        if ids and self.streamed:
+            raise CallerError(
+                InferenceError(
+                    f"backend '{self._origin}' failed to generate with '{loaded.name}' after streaming "
+                    f"{self.streamed} piece(s), and '{loaded.backend_name}' tokenises differently, so it cannot "
+                    "continue that text",
+                    hint="retry the request; it now runs on " + loaded.backend_name,
+                )
+            )
+        return self._request
+
+
+def _tokenizer(loaded: LoadedModel) -> object:
+    """What identifies ``loaded``'s tokenizer (``tokenizer_digest`` in its info); None when it does not say."""
+    return loaded.backend.info(loaded.handle).get("tokenizer_digest")
 
 
 def _failed_mid_stream(loaded: LoadedModel, pieces: int, exc: Exception) -> InferenceError:

@@ -60,6 +60,7 @@ class PerformanceMonitor:
         self._inferences: dict[tuple[str, str], deque[InferenceMetrics]] = defaultdict(self._series)
         self._loads: dict[tuple[str, str], deque[LoadEvent]] = defaultdict(self._series)
         self._fallbacks: deque[FallbackEvent] = self._series()
+        self._detours: deque[FallbackEvent] = self._series()
 
     def _series(self) -> deque:
         return deque(maxlen=self.window)
@@ -95,6 +96,15 @@ class PerformanceMonitor:
     def record_fallback(self, event: FallbackEvent) -> None:
         with self._lock:
             self._fallbacks.append(event)
+
+    def record_detour(self, event: FallbackEvent) -> None:
+        """One call run on another backend while the model stays on ``from_backend`` (``UnsupportedRequest``)."""
+        with self._lock:
+            self._detours.append(event)
+
+    def detour_events(self, model_name: str | None = None) -> list[FallbackEvent]:
+        with self._lock:
+            return [e for e in self._detours if model_name is None or e.model_name == model_name]
 
     def fallback_events(self, model_name: str | None = None) -> list[FallbackEvent]:
         with self._lock:
@@ -139,13 +149,14 @@ class PerformanceMonitor:
         }
 
     def get_model_stats(self, model_name: str) -> dict[str, Any]:
-        """Per-backend stats for one model, plus its fallback events."""
+        """Per-backend stats for one model, plus its fallback and detour events."""
         with self._lock:
             backends = sorted({b for (b, n) in self._inferences if n == model_name})
         return {
             "model_name": model_name,
             "backends": {b: self.get_backend_stats(b, model_name) for b in backends},
             "fallback_events": self.fallback_events(model_name),
+            "detour_events": self.detour_events(model_name),
         }
 
     def compare_backends(self, backend1: str, backend2: str) -> dict[str, Any]:
@@ -171,6 +182,7 @@ class PerformanceMonitor:
             self._inferences.clear()
             self._loads.clear()
             self._fallbacks.clear()
+            self._detours.clear()
 
 
 def percentile(sorted_values: list[float], q: float) -> float:

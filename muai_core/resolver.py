@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -18,6 +19,8 @@ from muai_core.errors import (
     InferenceError,
     InvalidInputError,
     ModelLoadError,
+    PartialGeneration,
+    UnsupportedRequest,
 )
 from muai_core.inventory import model_names
 from muai_core.model_source import ModelSource
@@ -64,13 +67,21 @@ class LoadPlan:
 
 @dataclass(frozen=True)
 class LoadedModel:
-    """A model held by one backend, with the record of how it got there."""
+    """A model held by one backend, with the record of how it got there.
+
+    ``helpers`` hold the same model on later backends of the chain, loaded for calls this backend said it
+    cannot serve (``UnsupportedRequest``); ``detours`` record those calls, once per backend, stage and reason.
+    Both live as long as this model; releasing it releases its helpers.
+    """
 
     plan: LoadPlan
     backend: Backend
     handle: Any
     attempts: tuple[Attempt, ...]
     load_seconds: float
+    helpers: dict[str, LoadedModel] = field(default_factory=dict, compare=False, repr=False)
+    detours: list[Attempt] = field(default_factory=list, compare=False, repr=False)
+    lock: threading.Lock = field(default_factory=threading.Lock, compare=False, repr=False)
 
     @property
     def name(self) -> str:
@@ -85,9 +96,17 @@ class LoadedModel:
         return self.backend.name != self.plan.chain[0]
 
     def memory_bytes(self) -> int:
-        """What the backend says the model holds (``memory_bytes`` in its info); 0 when it does not say."""
+        """What the backend says the model (and its helpers) hold (``memory_bytes`` in their info); 0 if unsaid."""
         size = self.backend.info(self.handle).get("memory_bytes")
-        return size if isinstance(size, int) and not isinstance(size, bool) and size > 0 else 0
+        own = size if isinstance(size, int) and not isinstance(size, bool) and size > 0 else 0
+        return own + sum(helper.memory_bytes() for helper in list(self.helpers.values()))
+
+    def note(self, attempt: Attempt) -> None:
+        """Add a detour to ``detours`` unless the same backend, stage, outcome and reason is there already."""
+        key = (attempt.backend, attempt.stage, attempt.outcome, attempt.reason)
+        with self.lock:
+            if key not in {(a.backend, a.stage, a.outcome, a.reason) for a in self.detours}:
+                self.detours.append(attempt)
 
     def metadata(self) -> dict[str, Any]:
         """The design's BackendMetadata, as a dict."""
@@ -161,12 +180,14 @@ class Resolver:
         operation: Callable[[LoadedModel], R],
         retire: Callable[[LoadedModel], None] | None = None,
         adopt: Callable[[LoadedModel], None] | None = None,
+        lease: Callable[[LoadedModel], None] | None = None,
     ) -> tuple[R, LoadedModel]:
         """Run ``operation``; on a backend failure, reload on the next backend and run it there.
 
         The failed model goes to ``retire`` (default: unloaded at once), which may wait for other users; a
         model loaded in its place goes to ``adopt`` before it runs. A failed reload raises, the failed model
-        retired all the same.
+        retired all the same. A call the backend cannot serve (``UnsupportedRequest``) runs on a helper (see
+        ``LoadedModel``) instead, handed to ``lease`` before it runs; the model stays where it is.
         """
         retire = retire or self.release
         while True:
@@ -174,7 +195,10 @@ class Resolver:
                 return operation(loaded), loaded
             except USER_ERRORS:
                 raise
-            except Exception as exc:
+            except UnsupportedRequest as exc:
+                return self._detour(loaded, stage, operation, exc, retire, lease or (lambda helper: None)), loaded
+            except Exception as raised:
+                exc = engine_error(raised)
                 name, following = loaded.backend_name, loaded.plan.after(loaded.backend_name)
                 message = f"backend '{name}' failed to {stage} with '{loaded.name}'"
                 if not loaded.plan.fallback_enabled(name):
@@ -189,6 +213,55 @@ class Resolver:
                 if adopt is not None:
                     adopt(loaded)
 
+    def _detour(
+        self,
+        primary: LoadedModel,
+        stage: str,
+        operation: Callable[[LoadedModel], R],
+        exc: Exception,
+        retire: Callable[[LoadedModel], None],
+        lease: Callable[[LoadedModel], None],
+    ) -> R:
+        """Run one call that ``primary``'s backend cannot serve on the next backend of the chain that can.
+
+        A helper that fails is dropped (``retire``) and the call goes on past it; the chain's end, or a
+        backend with fallback disabled, raises the last error.
+        """
+        current = primary
+        while True:
+            name, following = current.backend_name, primary.plan.after(current.backend_name)
+            message = f"backend '{name}' failed to {stage} with '{primary.name}'"
+            if not primary.plan.fallback_enabled(name):
+                _raise_wrapped(exc, InferenceError, message, _NO_FALLBACK)
+            if not following:
+                _raise_wrapped(exc, InferenceError, message, _CHAIN_END)
+            unsupported = isinstance(exc, UnsupportedRequest)
+            primary.note(Attempt(name, stage, "unsupported" if unsupported else "failed", _reason(exc)))
+            if not unsupported:
+                with primary.lock:
+                    primary.helpers.pop(name, None)
+                retire(current)
+            self.monitor.record_detour(FallbackEvent(primary.name, name, following[0], stage, _reason(exc)))
+            helper = self._helper(primary, current)
+            log.info("muai: %s of '%s' runs on %s: %s", stage, primary.name, helper.backend_name, _reason(exc))
+            lease(helper)
+            try:
+                return operation(helper)
+            except USER_ERRORS:
+                raise
+            except Exception as raised:
+                current, exc = helper, engine_error(raised)
+
+    def _helper(self, primary: LoadedModel, after: LoadedModel) -> LoadedModel:
+        """The helper of ``primary`` on the first backend after ``after``'s that holds or loads the model."""
+        with primary.lock:
+            for name in primary.plan.after(after.backend_name):
+                if name in primary.helpers:
+                    return primary.helpers[name]
+            helper = self.load(primary.plan, start_after=after.backend_name)
+            primary.helpers[helper.backend_name] = helper
+            return helper
+
     def _next_step(self, plan: LoadPlan) -> str:
         """The hint after every backend failed: details for a model that exists, what exists for one that does not."""
         if plan.source.found:
@@ -201,11 +274,16 @@ class Resolver:
         return "; ".join(offers) + f". `muai explain {plan.model_name}` shows each attempt"
 
     def release(self, loaded: LoadedModel) -> None:
-        """Unload through the owning backend; a failing unload is logged, never raised."""
+        """Unload through the owning backend, then its helpers; a failing unload is logged, never raised."""
         try:
             loaded.backend.unload(loaded.handle)
         except Exception as exc:
             log.warning("muai: backend '%s' failed to unload '%s': %s", loaded.backend_name, loaded.name, exc)
+        with loaded.lock:
+            helpers = list(loaded.helpers.values())
+            loaded.helpers.clear()
+        for helper in helpers:
+            self.release(helper)
 
     def _load_on(self, name: str, plan: LoadPlan) -> tuple[Backend, Any]:
         if name not in self.registry.backend_names():
@@ -241,6 +319,12 @@ class _NotInstalled(BackendInitializationError):
 
 class _Unavailable(BackendInitializationError):
     pass
+
+
+def engine_error(exc: Exception) -> Exception:
+    """The error to report and wrap: a ``PartialGeneration``'s cause, the engine's own error."""
+    cause = exc.__cause__
+    return cause if isinstance(exc, PartialGeneration) and isinstance(cause, Exception) else exc
 
 
 def _outcome(exc: BaseException) -> str:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import hashlib
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from muai_core import chat_template
@@ -17,23 +18,33 @@ class TextStream:
     the generated text is searched (only where a new match can be) after each token: at the earliest match
     the text is cut there and ``stopped_by_string`` is set, and a tail that could be the start of a stop
     string is held back until it is not, so no piece ever shows part of a stop string.
-    ``stopped`` says the streamer asked to stop.
+    ``stopped`` says the streamer asked to stop. ``resume_ids`` (of a resumed generation, see
+    ``GenerationRequest``) start the completion: their text goes out with the first new token's.
     """
 
     def __init__(
-        self, decode: Callable[[Sequence[int]], str], streamer: Streamer | None, stop: Sequence[str] = ()
+        self,
+        decode: Callable[[Sequence[int]], str],
+        streamer: Streamer | None,
+        stop: Sequence[str] = (),
+        resume_ids: Sequence[int] = (),
     ) -> None:
         self._decode = decode
         self._streamer = streamer
         self._stops = tuple(stop)
         self._longest = max(map(len, self._stops), default=0)
-        self._ids: list[int] = []
+        self._ids: list[int] = list(resume_ids)
         self._sent = 0
         self._searched = 0  # text before this index holds no stop string (nor the start of one that ends later)
         self._decoded = ""
         self.stopped = False
         self.stopped_by_string = False
         self.cut: int | None = None  # where the matched stop string starts in the decoded completion
+
+    @property
+    def token_ids(self) -> tuple[int, ...]:
+        """The completion's token ids so far (``resume_ids`` included)."""
+        return tuple(self._ids)
 
     @property
     def ended(self) -> bool:
@@ -97,3 +108,12 @@ class TextStream:
 def prompt_text(tokenizer: Any, request: GenerationRequest) -> str:
     """The text to tokenise for a transformers ``tokenizer``: see ``muai_core.chat_template.prompt_text``."""
     return chat_template.prompt_text(request, getattr(tokenizer, "chat_template", None), tokenizer.special_tokens_map)
+
+
+def vocab_digest(vocab: Mapping[str, int]) -> str:
+    """A digest of a vocabulary (token -> id), for ``tokenizer_digest`` in a backend's model info.
+
+    Two backends whose tokenizers give it the same digest read each other's token ids the same way.
+    """
+    items = "\n".join(f"{token_id}\t{token}" for token, token_id in sorted(vocab.items(), key=lambda item: item[1]))
+    return "vocab-sha256:" + hashlib.sha256(items.encode("utf-8", "surrogatepass")).hexdigest()

@@ -6,6 +6,7 @@ Needs ``pip install muai-core[text]``; for backends that do not bring transforme
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,13 @@ class TextCodec:
         template_file = directory / "chat_template.jinja"
         self.chat_template = template_file.read_text(encoding="utf-8") if template_file.is_file() else None
         self.chat_template = self.chat_template or _default_template(config.get("chat_template"), directory, hint)
+
+    @cached_property
+    def digest(self) -> str:
+        """``muai_core.text.vocab_digest`` of the vocabulary, added tokens included."""
+        from muai_core.text import vocab_digest
+
+        return vocab_digest(self.tokenizer.get_vocab(with_added_tokens=True))
 
     def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
         return self.tokenizer.encode(text, add_special_tokens=add_special_tokens).ids

@@ -8,11 +8,14 @@ from typing import Any
 
 from muai_core.contracts import Availability, GenerationRequest, GenerationResult, LoadRequest
 from muai_core.decoding import decode_loop
+from muai_core.errors import UnsupportedRequest
 from muai_core.hookspecs import hookimpl
 from muai_core.inputs import token_arrays
 
 VOCAB = 256
 CONTEXT = 4096
+#: The counting backends' tokenizer: UTF-8 bytes.
+TOKENIZER = "utf-8 bytes"
 
 
 @dataclass
@@ -41,8 +44,9 @@ class CountingBackend:
     (through muai_core's decode loop).
     """
 
-    def __init__(self, name: str = "counting") -> None:
+    def __init__(self, name: str = "counting", tokenizer: str = TOKENIZER) -> None:
         self.name = name
+        self.tokenizer = tokenizer  # its ``tokenizer_digest``: a generation resumes only on an equal one
         self.loaded: list[LoadRecord] = []
 
     @hookimpl
@@ -84,6 +88,7 @@ class CountingBackend:
             "vocab_size": VOCAB,
             "context_length": CONTEXT,
             "memory_bytes": model.memory_bytes,
+            "tokenizer_digest": self.tokenizer,
         }
 
 
@@ -92,15 +97,28 @@ class FaultyBackend(CountingBackend):
     """A counting backend that raises ``error`` at the stages named in ``fail_on``.
 
     Stages: ``available`` (reports itself unavailable), ``load``, ``generate``, ``forward``, ``unload``.
+    ``fail_after`` (with ``generate`` in ``fail_on``) lets that many tokens be generated before the engine
+    fails. ``unsupported`` names the calls it refuses with ``UnsupportedRequest``: a stage (``generate``,
+    ``forward``), or ``generate:<argument>`` for generations where that request field is set (truthy).
     """
 
     fail_on: frozenset[str] = frozenset({"load"})
     error: Exception = field(default_factory=lambda: RuntimeError("injected fault"))
     name: str = "faulty"
     loaded: list[LoadRecord] = field(default_factory=list)
+    fail_after: int | None = None
+    unsupported: frozenset[str] = frozenset()
+    tokenizer: str = TOKENIZER
 
-    def _maybe_fail(self, stage: str) -> None:
-        if stage in self.fail_on:
+    def _maybe_fail(self, stage: str, request: GenerationRequest | None = None) -> None:
+        refused = stage in self.unsupported or any(
+            request is not None and getattr(request, entry.partition(":")[2], None)
+            for entry in self.unsupported
+            if entry.startswith(f"{stage}:")
+        )
+        if refused:
+            raise UnsupportedRequest(f"{self.name} cannot serve this {stage} call (injected)")
+        if stage in self.fail_on and not (stage == "generate" and self.fail_after is not None):
             raise self.error
 
     @hookimpl
@@ -121,8 +139,19 @@ class FaultyBackend(CountingBackend):
 
     @hookimpl
     def muai_generate(self, model: CountingModel, request: GenerationRequest) -> GenerationResult:
-        self._maybe_fail("generate")
-        return super().muai_generate(model, request)
+        self._maybe_fail("generate", request)
+        if "generate" not in self.fail_on or self.fail_after is None:
+            return super().muai_generate(model, request)
+        steps = 0
+
+        def step(ids: Any) -> Any:
+            nonlocal steps
+            steps += 1
+            if steps > self.fail_after:
+                raise self.error
+            return _next_byte_logits(ids)
+
+        return decode_loop(step, list(request.prompt.encode("utf-8")), request, _decode, context_length=CONTEXT)
 
     @hookimpl
     def muai_unload_model(self, model: CountingModel) -> None:

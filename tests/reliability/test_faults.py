@@ -113,3 +113,40 @@ def test_an_error_raised_by_the_streamer_reaches_the_caller_without_a_fallback(s
         manager.generate("tiny-llama", "Hello there", max_new_tokens=8, ignore_eos=True, streamer=streamer)
     assert len(pieces) == 3 and manager.performance_monitor.fallback_events() == []
     assert manager.get_model("tiny-llama").backend_name == backend
+
+
+@pytest.mark.parametrize(("backend", "other"), [("openvino", "pytorch"), ("numpy", "pytorch"), ("pytorch", "numpy")])
+def test_a_stream_failing_mid_generation_resumes_where_it_stopped(store, make_manager, backend, other):
+    unbroken = make_manager(store / "models", store / "openvino", default=other)
+    expected = unbroken.generate_result("tiny-llama", "Hello there", max_new_tokens=10, ignore_eos=True)
+    manager = make_manager(store / "models", store / "openvino", default=backend, fallback=True, then=other)
+    break_decode_step(backend, manager.load_model("tiny-llama").handle, after=4)
+    stream = manager.stream("tiny-llama", "Hello there", max_new_tokens=10, ignore_eos=True)
+    pieces = list(stream)
+    assert stream.result.backend == other and stream.result.token_ids == expected.token_ids
+    assert "".join(pieces) == stream.result.completion == expected.completion
+    [resumed] = manager.performance_monitor.inferences(other)
+    assert resumed.tokens_generated == 10 - 4, "the next backend started again instead of resuming"
+
+
+def test_a_paged_kv_cache_that_cannot_grow_runs_that_call_on_pytorch_and_keeps_the_model(
+    store, make_manager, monkeypatch
+):
+    from muai_openvino.paged import PagedCache
+
+    manager = make_manager(store / "models", store / "openvino", default="openvino", fallback=True)
+    assert manager.generate_result("gpt2", "Hello", max_new_tokens=2).backend == "openvino"
+    real_reserve = PagedCache.reserve
+
+    def reserve(self, request, tokens, keep=0):
+        if tokens > 16:
+            raise MemoryError("injected: no memory for the KV cache")
+        return real_reserve(self, request, tokens, keep)
+
+    monkeypatch.setattr(PagedCache, "reserve", reserve)
+    assert manager.generate_result("gpt2", "Hello", max_new_tokens=30, ignore_eos=True).backend == "pytorch"
+    assert manager.generate_result("gpt2", "Hello", max_new_tokens=2).backend == "openvino"
+    assert manager.get_model("gpt2").backend_name == "openvino"
+    [*_, detour] = manager.explain("gpt2")
+    assert (detour.backend, detour.outcome) == ("openvino", "unsupported") and "KV cache" in detour.reason
+    assert manager.performance_monitor.fallback_events() == []

@@ -46,6 +46,7 @@ def test_hook_muai_model_info(make_manager):
         "vocab_size": 256,
         "context_length": 4096,
         "memory_bytes": 1024,
+        "tokenizer_digest": "utf-8 bytes",
     }
 
 

@@ -60,4 +60,5 @@ class NumpyBackend:
             "memory_bytes": parameters(model) * 4,
             "context_length": model.network.context_length if model.network is not None else None,
             "source": model.source,
+            "tokenizer_digest": model.codec.digest if model.codec is not None else None,
         }

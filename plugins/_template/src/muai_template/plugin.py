@@ -74,6 +74,9 @@ class TemplateBackend:
             "vocab_size": VOCAB,
             "context_length": CONTEXT,
             "memory_bytes": model.weights.nbytes if model.weights is not None else 0,  # lets max_cache_bytes count it
+            # ENGINE: equal on two backends exactly when they read token ids the same way; it lets a generation
+            # that fails on one resume on the other (muai_core.text.vocab_digest of your tokenizer's vocabulary).
+            "tokenizer_digest": "utf-8 bytes",
         }
 
 

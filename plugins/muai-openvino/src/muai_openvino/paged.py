@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from muai_core.errors import InferenceError, first_line
+from muai_core.errors import UnsupportedRequest, first_line
 from muai_openvino.graph import CACHE_INPUTS
 
 
@@ -98,8 +98,8 @@ class PagedStep:
         capacity = min(self._longest, max(tokens, 2 * len(self._positions)))
         try:
             self._handle.paged_cache.reserve(self._handle.request, capacity, keep=self._position)
-        except (MemoryError, RuntimeError) as exc:
-            raise InferenceError(
+        except (MemoryError, RuntimeError) as exc:  # this call is too long; shorter ones still run here
+            raise UnsupportedRequest(
                 f"cannot allocate the KV cache for a sequence of {capacity} tokens: {first_line(exc)}",
                 hint="ask for fewer new tokens",
             ) from exc

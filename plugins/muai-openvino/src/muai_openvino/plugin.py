@@ -50,6 +50,7 @@ class OpenVINOBackend:
             "ir_path": str(model.directory),
             "context_length": model.context_length,
             "vocab_size": model.vocab_size,
+            "tokenizer_digest": model.codec.digest,
             "memory_bytes": runtime.weights_bytes(model),
             "properties": dict(model.properties),
         }

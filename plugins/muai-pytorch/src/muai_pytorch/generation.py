@@ -9,7 +9,8 @@ from contextlib import nullcontext
 from typing import Any
 
 from muai_core.contracts import GenerationRequest, GenerationResult
-from muai_core.errors import InvalidInputError
+from muai_core.decoding import partial_generation
+from muai_core.errors import InvalidInputError, UnsupportedRequest
 from muai_core.inputs import token_arrays
 from muai_core.text import TextStream, prompt_text
 from muai_pytorch.loading import PyTorchModel
@@ -28,13 +29,16 @@ def generate(handle: PyTorchModel, request: GenerationRequest) -> GenerationResu
     prompt_tokens = prompt_ids.shape[1]
     if prompt_tokens == 0:
         raise InvalidInputError("the prompt encodes to no tokens", hint="pass some text the tokenizer can encode")
-    budget = request.new_token_budget(prompt_tokens, handle.context_length)
+    budget = request.new_token_budget(prompt_tokens, handle.context_length) - len(request.resume_ids)
     request.check_token_ids(model.config.vocab_size)
+    if request.resume_ids:  # a resumed generation continues after the tokens another backend produced
+        resumed = torch.tensor([request.resume_ids], dtype=prompt_ids.dtype, device=prompt_ids.device)
+        prompt_ids = torch.cat([prompt_ids, resumed], dim=1)
     eos, stop_ids = list(handle.eos_ids), list(request.stop_token_ids)
     enders = [*stop_ids, *([] if request.ignore_eos else eos)]  # min_new_tokens holds these back
     config = GenerationConfig(
         max_new_tokens=budget,
-        min_new_tokens=request.min_new_tokens or None,
+        min_new_tokens=max(request.min_new_tokens - len(request.resume_ids), 0) or None,
         suppress_tokens=eos if request.ignore_eos and eos else None,
         repetition_penalty=float(request.repetition_penalty),
         do_sample=request.do_sample,
@@ -43,17 +47,24 @@ def generate(handle: PyTorchModel, request: GenerationRequest) -> GenerationResu
         **_sampling(request),
     )
     decode = lambda ids: tokenizer.decode(ids, skip_special_tokens=True)  # noqa: E731
-    clock = _TokenClock(TextStream(decode, request.streamer, request.stop))
+    clock = _TokenClock(TextStream(decode, request.streamer, request.stop, request.resume_ids))
     started = time.perf_counter()
     with torch.inference_mode(), _seed_lock if request.seed is not None else nullcontext():
         if request.seed is not None:
             torch.manual_seed(request.seed)
-        output = model.generate(
-            prompt_ids,
-            attention_mask=torch.ones_like(prompt_ids),
-            generation_config=config,
-            stopping_criteria=[clock.stopping_criterion()],
-        )
+        try:
+            output = model.generate(
+                prompt_ids,
+                attention_mask=torch.ones_like(prompt_ids),
+                generation_config=config,
+                stopping_criteria=[clock.stopping_criterion()],
+            )
+        except (InvalidInputError, UnsupportedRequest):
+            raise
+        except Exception as exc:
+            if clock.streamer_failed:  # the caller's own error
+                raise
+            raise partial_generation(exc, clock.stream.token_ids) from exc
     clock.stream.finish()
     new_ids = tuple(int(t) for t in output[0, prompt_tokens:].tolist())
     completion = decode(new_ids)
@@ -113,6 +124,7 @@ class _TokenClock:
     def __init__(self, stream: TextStream) -> None:
         self.stream = stream
         self.times: list[float] = []
+        self.streamer_failed = False
 
     def stopping_criterion(self) -> Any:
         import torch
@@ -123,7 +135,11 @@ class _TokenClock:
         class _StopWhenAsked(StoppingCriteria):
             def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
                 clock.times.append(time.perf_counter())
-                clock.stream.push(int(input_ids[0, -1]))
+                try:
+                    clock.stream.push(int(input_ids[0, -1]))
+                except BaseException:
+                    clock.streamer_failed = True
+                    raise
                 ended = clock.stream.ended
                 return torch.full((input_ids.shape[0],), ended, dtype=torch.bool, device=input_ids.device)
 

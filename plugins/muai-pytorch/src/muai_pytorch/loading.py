@@ -17,6 +17,7 @@ from muai_core.contracts import LoadRequest
 from muai_core.errors import ModelLoadError, first_line
 from muai_core.inputs import CONTEXT_FIELDS, context_length
 from muai_core.model_source import check_config_size, check_model_dir, eos_token_ids, json_object
+from muai_core.text import vocab_digest
 from muai_pytorch.settings import parse_settings
 
 MODEL_TYPES = ("transformers",)
@@ -35,6 +36,7 @@ class PyTorchModel:
     source: str
     context_length: int | None
     eos_ids: tuple[int, ...] = ()
+    tokenizer_digest: str = ""  # muai_core.text.vocab_digest of the tokenizer's vocabulary
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -59,7 +61,8 @@ def load(request: LoadRequest) -> PyTorchModel:
     if eos is None:
         eos = config.eos_token_id if config.eos_token_id is not None else tokenizer.eos_token_id
     eos = eos_token_ids(eos, request.model_name)
-    return PyTorchModel(model, tokenizer, settings.device, settings.dtype, request.source, context, eos)
+    digest = vocab_digest(tokenizer.get_vocab())
+    return PyTorchModel(model, tokenizer, settings.device, settings.dtype, request.source, context, eos, digest)
 
 
 def _load_both(request: LoadRequest, settings: Any, offline: bool, pickle: bool) -> tuple[Any, Any]:

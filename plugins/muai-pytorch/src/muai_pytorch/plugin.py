@@ -70,4 +70,5 @@ class PyTorchBackend:
             "memory_bytes": loading.memory_bytes(model),
             "context_length": model.context_length,
             "source": model.source,
+            "tokenizer_digest": model.tokenizer_digest,
         }
