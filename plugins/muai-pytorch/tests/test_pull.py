@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from muai_core import ModelManager
 from muai_core.cli import main
 from muai_core.errors import ModelLoadError
+from muai_core.progress import Progress
 from muai_pytorch import pull as pull_module
 from muai_pytorch.pull import MANIFEST, pull
 
@@ -74,3 +76,15 @@ def test_builtin_model_answers_paris_greedy(smollm2):
     )
     assert "Paris" in answer
     assert json.loads((smollm2 / MANIFEST).read_text())["kind"] == "builtin"
+
+
+def test_no_library_bar_reaches_a_log_not_even_the_gguf_readers(capfd):
+    from transformers import modeling_gguf_pytorch_utils as gguf_reader
+
+    with open(os.devnull, "w") as log, pull_module._library_bars(Progress("muai pull", stream=log)):
+        for _ in gguf_reader.tqdm(range(3), desc="Converting and de-quantizing GGUF tensors..."):
+            pass
+    assert "de-quantizing" not in capfd.readouterr().err
+    for _ in gguf_reader.tqdm(range(3), desc="restored"):
+        pass
+    assert "restored" in capfd.readouterr().err, "the reader's bar is back after the pull"

@@ -8,10 +8,12 @@ and two pulls to one target run one after the other.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import time
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -161,6 +163,20 @@ def _save_pretrained(source: str, staging: Path, progress: Progress, *, local: b
 
 def _library_bars(progress: Progress) -> AbstractContextManager[None]:
     """transformers' own bars (tqdm) where ``progress`` draws bars, off where stderr is a log."""
+    return nullcontext() if progress.bars else _no_library_bars()
+
+
+@contextmanager
+def _no_library_bars() -> Iterator[None]:
+    """transformers' bars off, its GGUF reader's too (that one uses tqdm directly, not transformers' switch)."""
+    from transformers import modeling_gguf_pytorch_utils as gguf_reader
+
     from muai_pytorch.loading import quiet_progress
 
-    return nullcontext() if progress.bars else quiet_progress()
+    bar = gguf_reader.tqdm
+    gguf_reader.tqdm = functools.partial(bar, disable=True)
+    try:
+        with quiet_progress():
+            yield
+    finally:
+        gguf_reader.tqdm = bar
