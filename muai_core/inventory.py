@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,6 +57,11 @@ def _models_in(root: Path) -> list[InstalledModel]:
 def model_names(root: Path) -> list[str]:
     """Names of the model folders (holding ``config.json``) directly in ``root``."""
     return sorted(p.name for p in root.iterdir() if (p / "config.json").is_file()) if root.is_dir() else []
+
+
+def close_names(name: str, candidates: Iterable[str]) -> list[str]:
+    """The candidates that look like a misspelling of ``name``, closest first (at most three)."""
+    return difflib.get_close_matches(name, sorted(set(candidates)), n=3, cutoff=0.75)
 
 
 def folder_size(folder: Path) -> int:

@@ -459,7 +459,9 @@ def _requests(prompt: Prompts, max_length: Any, kwargs: dict[str, Any]) -> list[
         try:
             GenerationRequest(prompt=item).validate()
         except InvalidInputError as exc:
-            raise InvalidInputError(f"prompt {index} of the batch: {exc.message}", hint=exc.raw_hint) from exc
+            raise InvalidInputError(
+                f"prompts[{index}] of the batch (counting from 0): {exc.message}", hint=exc.raw_hint
+            ) from exc
     return [GenerationRequest.from_kwargs(item, max_length, **kwargs) for item in prompt]
 
 

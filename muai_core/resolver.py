@@ -22,7 +22,7 @@ from muai_core.errors import (
     PartialGeneration,
     UnsupportedRequest,
 )
-from muai_core.inventory import model_names
+from muai_core.inventory import close_names, model_names
 from muai_core.model_source import ModelSource
 from muai_core.monitor import FallbackEvent, PerformanceMonitor
 from muai_core.plugins import KNOWN_BACKENDS, PluginRegistry
@@ -267,11 +267,14 @@ class Resolver:
         if plan.source.found:
             return f"run `muai explain {plan.model_name}` for details"
         installed = sorted({name for root in plan.source.searched for name in model_names(Path(root))})
-        known = [f"{name} ({command})" for name, command in sorted(self.registry.known_models().items())]
+        catalogue = self.registry.known_models()
+        known = [f"{name} ({command})" for name, command in sorted(catalogue.items())]
+        close = close_names(plan.model_name, [*installed, *catalogue])
         offers = [f"installed: {', '.join(installed)}" if installed else "no model is installed (`muai models`)"]
         offers += [f"fetch by name: {', '.join(known)}"] if known else []
         offers += ["or pass a model directory, or a hub id on a machine that reaches the hub"]
-        return "; ".join(offers) + f". `muai explain {plan.model_name}` shows each attempt"
+        guess = f"did you mean {' or '.join(close)}? " if close else ""
+        return guess + "; ".join(offers) + f". `muai explain {plan.model_name}` shows each attempt"
 
     def release(self, loaded: LoadedModel) -> None:
         """Unload through the owning backend, then its helpers; a failing unload is logged, never raised."""

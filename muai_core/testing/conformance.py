@@ -307,7 +307,7 @@ class BackendConformance:
 
     def test_a_bad_prompt_fails_a_batch_by_index_before_any_work(self, make_manager, conformance_target):
         manager, _, monitor = make_manager()
-        with pytest.raises(InvalidInputError, match="prompt 1 of the batch"):
+        with pytest.raises(InvalidInputError, match=r"prompts\[1\] of the batch \(counting from 0\)"):
             manager.generate(conformance_target.model, [conformance_target.prompt, ""])
         assert monitor.inferences() == [] and manager.loaded_models() == []
 

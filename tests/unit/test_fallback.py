@@ -223,3 +223,16 @@ def test_a_known_model_that_is_not_installed_names_its_command_before_any_backen
         manager.load_model("abacus-1b")
     assert info.value.hint == "get it with: muai fetch abacus-1b"
     assert counting.loaded == []
+
+
+def test_a_misspelled_model_name_is_answered_with_the_close_ones(make_manager, add_faulty):
+    add_faulty()
+    for name in ("smollm2-135m", "gpt2"):
+        Path(f"models/{name}").mkdir(parents=True)
+        Path(f"models/{name}/config.json").write_text("{}")
+    with pytest.raises(ModelLoadError) as info:
+        make_manager(backend="faulty").load_model("smollm-135m")
+    assert info.value.hint.startswith("did you mean smollm2-135m? installed: gpt2, smollm2-135m; ")
+    with pytest.raises(ModelLoadError) as info:
+        make_manager(backend="faulty").load_model("zzz")
+    assert "did you mean" not in info.value.hint

@@ -210,7 +210,7 @@ def test_a_batch_returns_each_prompts_own_answer_in_order(make_manager):
 @pytest.mark.parametrize("bad", ["", 5, "\ud800"], ids=["empty", "not-text", "surrogate"])
 def test_a_bad_prompt_fails_the_batch_by_its_index_before_any_work(make_manager, counting, bad):
     manager = make_manager()
-    with pytest.raises(InvalidInputError, match="prompt 2 of the batch") as caught:
+    with pytest.raises(InvalidInputError, match=r"prompts\[2\] of the batch") as caught:
         manager.generate("m", ["a", "b", bad], max_new_tokens=2)
     assert caught.value.hint and counting.loaded == []
     with pytest.raises(InvalidInputError, match="no prompts"):

@@ -74,8 +74,13 @@ def test_failed_validation_leaves_no_directory(store, tmp_path, monkeypatch):
 
 def test_unknown_model_and_precision_are_clear_errors(store, tmp_path):
     config = parse_config({"models_dir": str(store / "models")})
-    with pytest.raises(ModelLoadError, match="muai pull nothing-here"):
+    with pytest.raises(
+        ModelLoadError, match=r"no local model 'nothing-here' to export \(installed: gpt2, tiny-llama\)"
+    ):
         export_model("nothing-here", config, "FP32", str(tmp_path))
+    with pytest.raises(ModelLoadError) as info:
+        export_model("gtp2", config, "FP32", str(tmp_path))
+    assert info.value.hint.startswith("did you mean gpt2? get it first: muai pull gtp2")
     with pytest.raises(ValueError, match="precision must be one of FP32, FP16, INT8"):
         export_model("gpt2", config, "INT4", str(tmp_path))
 

@@ -21,7 +21,9 @@ from typing import Any
 
 from muai_core.config import MuaiConfig
 from muai_core.errors import ConfigurationError, ModelLoadError
+from muai_core.inventory import close_names, installed_models
 from muai_core.model_source import check_model_dir, resolve_model
+from muai_core.plugins import default_registry
 from muai_core.progress import Progress
 from muai_core.staging import staged_directory, target_lock
 from muai_openvino.export.compress import compress_int8
@@ -59,7 +61,13 @@ def export_model(
         raise ConfigurationError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     source = resolve_model(name, config)
     if not source.is_local:
-        raise ModelLoadError(f"no local model '{name}' to export", hint=f"get it first: muai pull {name}")
+        installed = [model.name for model in installed_models(config)]
+        close = close_names(name, [*installed, *default_registry().known_models()])
+        guess = f"did you mean {' or '.join(close)}? " if close else ""
+        raise ModelLoadError(
+            f"no local model '{name}' to export (installed: {', '.join(installed) or 'none'})",
+            hint=f"{guess}get it first: muai pull {name} (a built-in name or a hub id), or pass a model directory",
+        )
     source_dir = Path(source.source)
     check_model_dir(source_dir, name)
     root = (
