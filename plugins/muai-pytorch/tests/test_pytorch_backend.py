@@ -16,7 +16,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from muai_core import ModelManager
+from muai_core import ModelManager, PerformanceMonitor
 from muai_core.errors import ConfigurationError, InvalidInputError, ModelLoadError
 from muai_core.plugins import default_registry
 
@@ -129,7 +129,7 @@ def test_messages_go_through_the_models_template_as_transformers_renders_it(tiny
         messages, tokenize=False, add_generation_prompt=True
     )
     assert rendered.endswith("<start_of_turn>model\n")
-    manager = ModelManager()
+    manager = ModelManager(monitor=PerformanceMonitor())
     answer = manager.generate_result(str(model), messages=messages, max_new_tokens=3)
     assert answer.token_ids == manager.generate_result(str(model), rendered, max_new_tokens=3).token_ids
     assert answer.text == answer.completion and answer.backend == "pytorch"
