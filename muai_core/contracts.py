@@ -114,7 +114,7 @@ class GenerationRequest:
     def validate(self) -> None:
         """Raise ``InvalidInputError`` naming the first field that is out of range."""
         if self.messages is not None:
-            _checked_messages(self.messages, self.prompt or None)
+            _checked_messages(self.messages, None if self.prompt == "" else self.prompt)
             if self.chat is not True:
                 raise InvalidInputError(
                     "messages always go through the model's chat template, but chat=False", hint="drop chat=False"
