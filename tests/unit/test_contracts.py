@@ -122,3 +122,5 @@ def test_messages_cannot_skip_the_chat_template():
         GenerationRequest.from_kwargs(messages=CONVERSATION, chat=False)
     with pytest.raises(InvalidInputError, match="message 0 has role"):
         GenerationRequest(messages=({"role": "bot", "content": "x"},), chat=True).validate()
+    with pytest.raises(InvalidInputError, match="a prompt or messages, not both"):
+        GenerationRequest(0, messages=({"role": "user", "content": "x"},), chat=True).validate()
