@@ -24,7 +24,7 @@ from muai_core.errors import InvalidInputError, first_line, short_repr
 #: Bounds on one rendering. Real templates take a few hundred steps and a millisecond or two.
 MAX_STEPS = 200_000
 MAX_SECONDS = 2.0
-#: Any value, and the output, may hold this many characters (or items) plus twice the prompt's length.
+#: Any value, and the output, may hold this many characters (or items) plus twice the messages' length.
 MAX_CHARS = 1_000_000
 #: Numbers larger than this take long to compute with, and Python cannot stop a computation midway.
 MAX_BITS = 4096
@@ -36,6 +36,10 @@ _HINT = (
     "the model's chat template (chat_template.jinja or tokenizer_config.json) loops, recurses or grows without "
     "bound; replace it with the template of the original model, or generate without chat"
 )
+
+
+class _Raised(Exception):
+    """What the template's ``raise_exception(message)`` raises: it refuses the messages."""
 
 
 class TemplateTooExpensive(InvalidInputError):
@@ -87,17 +91,19 @@ def _spend(steps: int = 1) -> _Budget | None:
 
 
 def prompt_text(request: GenerationRequest, template: Any, special_tokens: Mapping[str, Any]) -> str:
-    """The text to tokenise: the prompt itself, or the prompt as one user message in ``template``.
+    """The text to tokenise: the prompt itself, or ``request.conversation`` rendered through ``template``.
 
-    ``template`` is a template string, or a dict of named ones (its "default" is used) as transformers keeps them.
+    ``template`` is a template string, or a dict of named ones (its "default" is used) as transformers keeps them;
+    a model without one refuses ``chat`` and ``messages`` with ``InvalidInputError``.
     """
     if not request.chat:
         return request.prompt
     if isinstance(template, dict):
         template = template.get("default")
     if not template or not isinstance(template, str):
-        raise InvalidInputError("this model's tokenizer has no chat template", hint="generate without chat")
-    return render(template, [{"role": "user", "content": request.prompt}], special_tokens)
+        hint = "pass the text as a prompt instead of messages" if request.messages else "generate without chat"
+        raise InvalidInputError("this model's tokenizer has no chat template", hint=hint)
+    return render(template, request.conversation, special_tokens)
 
 
 def render(template: str, messages: list[dict[str, str]], special_tokens: Mapping[str, Any]) -> str:
@@ -105,8 +111,8 @@ def render(template: str, messages: list[dict[str, str]], special_tokens: Mappin
     special = {name: _token(special_tokens.get(name)) for name in SPECIAL_TOKENS}
     variables = {name: value for name, value in special.items() if value is not None}
     variables.update(messages=messages, tools=None, documents=None, add_generation_prompt=True)
-    longest = max((len(m.get("content", "")) for m in messages), default=0)
-    budget = _Budget(max_chars=MAX_CHARS + 2 * longest)
+    length = sum(len(m.get("content", "")) for m in messages)
+    budget = _Budget(max_chars=MAX_CHARS + 2 * length)
     token = _budget.set(budget)
     try:
         chunks, length = [], 0
@@ -121,6 +127,11 @@ def render(template: str, messages: list[dict[str, str]], special_tokens: Mappin
         raise
     except RecursionError as exc:
         raise TemplateTooExpensive("it recursed too deeply") from exc
+    except _Raised as exc:
+        raise InvalidInputError(
+            f"the model's chat template failed: {first_line(exc)}",
+            hint="the template refuses these messages; change them as its message says",
+        ) from exc
     except Exception as exc:  # the template is code from the model: its failures take any form
         raise InvalidInputError(
             f"the model's chat template failed: {first_line(exc)}",
@@ -160,7 +171,6 @@ def _compile(template: str) -> Any:
 
 @functools.lru_cache(maxsize=1)
 def _environment() -> Any:
-    from jinja2.exceptions import TemplateError
     from jinja2.ext import loopcontrols
     from jinja2.runtime import LoopContext
     from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -205,7 +215,7 @@ def _environment() -> Any:
             return budget.check_size(super().call_binop(context, operator, left, right))
 
     def raise_exception(message: str) -> None:
-        raise TemplateError(message)
+        raise _Raised(message)
 
     def tojson(value: Any, ensure_ascii: bool = False, indent: Any = None, separators: Any = None,
                sort_keys: bool = False) -> str:  # fmt: skip

@@ -16,6 +16,9 @@ Streamer = Callable[[str], "bool | None"]
 #: ``length``: the token budget; ``stopped``: the streamer returned ``False``.
 FinishReason = Literal["eos", "stop", "length", "stopped"]
 
+#: The roles a chat message may have.
+ROLES = ("system", "user", "assistant", "tool")
+
 
 @dataclass(frozen=True)
 class Availability:
@@ -79,9 +82,11 @@ class GenerationRequest:
     the prompt or the output by it, and multiplies the negative ones; 1.0 changes nothing.
     ``resume_ids`` (set by the manager, never by callers) are new tokens another backend already produced:
     the generation continues after them (see docs/writing-a-backend.md, "Resuming a generation").
+    ``messages`` is a conversation (``{"role": ..., "content": ...}`` dicts) sent through the chat template instead
+    of a prompt; ``prompt`` is then empty and ``chat`` True. ``conversation`` gives the messages either way.
     """
 
-    prompt: str
+    prompt: str = ""
     max_length: int = 100
     max_new_tokens: int | None = None
     do_sample: bool = False
@@ -98,9 +103,10 @@ class GenerationRequest:
     repetition_penalty: float = 1.0
     streamer: Streamer | None = None
     resume_ids: tuple[int, ...] = ()
+    messages: tuple[Mapping[str, str], ...] | None = None
 
     @classmethod
-    def from_kwargs(cls, prompt: Any, max_length: Any = 100, **kwargs: Any) -> GenerationRequest:
+    def from_kwargs(cls, prompt: Any = None, max_length: Any = 100, **kwargs: Any) -> GenerationRequest:
         """Build a request from ``generate``'s arguments, rejecting anything unknown or out of range."""
         fields = [k for k in cls.__dataclass_fields__ if k not in _INTERNAL_FIELDS]
         unknown = sorted(set(kwargs) - set(fields))
@@ -116,26 +122,32 @@ class GenerationRequest:
         for name, single in (("stop", str), ("stop_token_ids", int)):
             if name in kwargs:
                 kwargs[name] = _as_tuple(kwargs[name], single)
+        if "messages" in kwargs:
+            kwargs["messages"] = _checked_messages(kwargs["messages"], prompt)
+            kwargs.setdefault("chat", True)
+            prompt = ""
+        elif prompt is None:
+            raise InvalidInputError("no prompt", hint="pass a prompt, or messages=[{'role': 'user', 'content': ...}]")
         request = cls(prompt=prompt, max_length=max_length, **kwargs)
         request.validate()
         return request
 
     def validate(self) -> None:
         """Raise ``InvalidInputError`` naming the first field that is out of range."""
-        if not isinstance(self.prompt, str):
+        if self.messages is not None:
+            _checked_messages(self.messages, None if self.prompt == "" else self.prompt)
+            if self.chat is not True:
+                raise InvalidInputError(
+                    "messages always go through the model's chat template, but chat=False", hint="drop chat=False"
+                )
+        elif not isinstance(self.prompt, str):
             raise InvalidInputError(
                 f"prompt must be a str, got {type(self.prompt).__name__}",
                 hint="decode bytes first, e.g. data.decode('utf-8')",
             )
-        if not self.prompt:
+        elif not self.prompt:
             raise InvalidInputError("prompt is empty", hint="pass at least one character of text")
-        try:
-            self.prompt.encode("utf-8")
-        except UnicodeEncodeError as exc:
-            raise InvalidInputError(
-                f"prompt is not valid Unicode text: {exc.reason} at position {exc.start}",
-                hint="decode the input with errors='replace', or drop lone surrogate characters",
-            ) from exc
+        _check_text("prompt", self.prompt)
         _check_int("max_length", self.max_length, minimum=1)
         if self.max_new_tokens is not None:
             _check_int("max_new_tokens", self.max_new_tokens, minimum=1)
@@ -204,6 +216,13 @@ class GenerationRequest:
     def keeps_prompt(self) -> bool:
         """Whether ``GenerationResult.text`` starts with the prompt: ``return_full_text`` and not ``chat``."""
         return self.return_full_text and not self.chat
+
+    @property
+    def conversation(self) -> list[dict[str, str]]:
+        """The messages to render through a chat template: ``messages``, else the prompt as one user message."""
+        if self.messages is not None:
+            return [dict(message) for message in self.messages]
+        return [{"role": "user", "content": self.prompt}]
 
     def new_token_budget(self, prompt_tokens: int, context_length: int | None = None) -> int:
         """How many tokens to generate after a prompt of ``prompt_tokens``; checked against the context."""
@@ -275,6 +294,50 @@ def _as_tuple(value: Any, single: type) -> Any:
     if isinstance(value, single) and not isinstance(value, bool):
         return (value,)
     return tuple(value) if isinstance(value, (list, tuple)) else value
+
+
+def _check_text(name: str, text: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidInputError(
+            f"{name} is not valid Unicode text: {exc.reason} at position {exc.start}",
+            hint="decode the input with errors='replace', or drop lone surrogate characters",
+        ) from exc
+
+
+def _checked_messages(messages: Any, prompt: Any) -> tuple[dict[str, str], ...]:
+    """``messages`` as a tuple of fresh dicts; ``InvalidInputError`` naming the first bad message otherwise."""
+    example = "e.g. messages=[{'role': 'user', 'content': 'Hello'}]"
+    if prompt is not None:
+        raise InvalidInputError("pass a prompt or messages, not both", hint="put the prompt in the last user message")
+    if not isinstance(messages, (list, tuple)):
+        raise InvalidInputError(
+            f"messages must be a list of dicts with 'role' and 'content', got {type(messages).__name__}", hint=example
+        )
+    if not messages:
+        raise InvalidInputError("messages is empty", hint=example)
+    for index, message in enumerate(messages):
+        where = f"message {index}"
+        if not isinstance(message, Mapping):
+            raise InvalidInputError(
+                f"{where} must be a dict with 'role' and 'content', got {type(message).__name__}",
+                hint=f"{example}; one conversation per call",
+            )
+        if set(message) != {"role", "content"}:
+            keys = ", ".join(sorted(map(repr, set(message) ^ {"role", "content"})))
+            raise InvalidInputError(
+                f"{where} must hold exactly 'role' and 'content' (missing or unknown: {keys})", hint=example
+            )
+        if message["role"] not in ROLES:
+            raise InvalidInputError(f"{where} has role {message['role']!r}", hint=f"roles are {', '.join(ROLES)}")
+        if not isinstance(message["content"], str):
+            raise InvalidInputError(
+                f"{where}'s content must be a str, got {type(message['content']).__name__}",
+                hint="pass the text itself; muai takes text content only",
+            )
+        _check_text(f"{where}'s content", message["content"])
+    return tuple(dict(message) for message in messages)
 
 
 def _check_bool(name: str, value: Any) -> None:

@@ -25,6 +25,8 @@ from muai_core.streaming import AsyncStream, Stream, call_in_thread, stopping
 BackendChoice = str | Sequence[str] | None
 #: One prompt, or a batch of them (a list).
 Prompts = str | list[str]
+#: A conversation: ``[{"role": "system" | "user" | "assistant" | "tool", "content": "..."}, ...]``.
+Messages = Sequence[Mapping[str, str]] | None
 
 
 class ModelManager:
@@ -145,52 +147,81 @@ class ModelManager:
         return self._cache.keys()
 
     @overload
-    def generate(self, model_name: str, prompt: str, max_length: int = 100, **kwargs: Any) -> str: ...
+    def generate(self, model_name: str, prompt: str | None = None, max_length: int = 100, **kwargs: Any) -> str: ...
     @overload
     def generate(self, model_name: str, prompt: list[str], max_length: int = 100, **kwargs: Any) -> list[str]: ...
-    def generate(self, model_name: str, prompt: Prompts, max_length: int = 100, **kwargs: Any) -> str | list[str]:
+    def generate(
+        self,
+        model_name: str,
+        prompt: Prompts | None = None,
+        max_length: int = 100,
+        *,
+        messages: Messages = None,
+        **kwargs: Any,
+    ) -> str | list[str]:
         """Generate text; the model is loaded first if needed. See ``GenerationRequest`` for kwargs.
 
         A list of prompts (a batch) returns a list of texts in the same order, each what its prompt gives
-        alone; every prompt is checked before any is run.
+        alone; every prompt is checked before any is run. ``messages`` (a conversation, in place of the
+        prompt) goes through the model's chat template; the text is then the answer alone.
         """
-        results = self.generate_result(model_name, prompt, max_length, **kwargs)
+        results = self.generate_result(model_name, prompt, max_length, messages=messages, **kwargs)
         return [r.text for r in results] if isinstance(results, list) else results.text
 
     @overload
     def generate_result(
-        self, model_name: str, prompt: str, max_length: int = 100, **kwargs: Any
+        self, model_name: str, prompt: str | None = None, max_length: int = 100, **kwargs: Any
     ) -> GenerationResult: ...
     @overload
     def generate_result(
         self, model_name: str, prompt: list[str], max_length: int = 100, **kwargs: Any
     ) -> list[GenerationResult]: ...
     def generate_result(
-        self, model_name: str, prompt: Prompts, max_length: int = 100, **kwargs: Any
+        self,
+        model_name: str,
+        prompt: Prompts | None = None,
+        max_length: int = 100,
+        *,
+        messages: Messages = None,
+        **kwargs: Any,
     ) -> GenerationResult | list[GenerationResult]:
         """Like ``generate`` but returns the token ids, finish reason, timings and backend as well."""
-        requests = _requests(prompt, max_length, kwargs)
+        requests = _requests(prompt, max_length, {**kwargs, "messages": messages})
         results = [self._generate(model_name, request) for request in requests]
         return results if _is_batch(prompt) else results[0]
 
-    def stream(self, model_name: str, prompt: str, max_length: int = 100, **kwargs: Any) -> Stream:
+    def stream(
+        self,
+        model_name: str,
+        prompt: str | None = None,
+        max_length: int = 100,
+        *,
+        messages: Messages = None,
+        **kwargs: Any,
+    ) -> Stream:
         """The completion's pieces as they are decoded: ``for piece in manager.stream(...)``.
 
         The arguments are ``generate``'s (checked now, before any work). The pieces join to the completion;
         the returned ``Stream``'s ``result`` holds the ``GenerationResult`` after the last piece. Leaving
         the loop early stops generation and frees the model for the next request.
         """
-        request = _streamed(prompt, max_length, kwargs)
+        request = _streamed(prompt, max_length, {**kwargs, "messages": messages})
         return Stream(lambda streamer: self._generate(model_name, replace(request, streamer=streamer)))
 
     async def agenerate(
-        self, model_name: str, prompt: Prompts, max_length: int = 100, **kwargs: Any
+        self,
+        model_name: str,
+        prompt: Prompts | None = None,
+        max_length: int = 100,
+        *,
+        messages: Messages = None,
+        **kwargs: Any,
     ) -> str | list[str]:
         """``generate`` without blocking the event loop; cancelling the awaiting task stops the generation.
 
         A ``streamer`` is called from the generating thread.
         """
-        requests = _requests(prompt, max_length, kwargs)
+        requests = _requests(prompt, max_length, {**kwargs, "messages": messages})
 
         def work(stop: threading.Event) -> str | list[str]:
             results = []
@@ -202,12 +233,20 @@ class ModelManager:
 
         return await call_in_thread(work)
 
-    def astream(self, model_name: str, prompt: str, max_length: int = 100, **kwargs: Any) -> AsyncStream:
+    def astream(
+        self,
+        model_name: str,
+        prompt: str | None = None,
+        max_length: int = 100,
+        *,
+        messages: Messages = None,
+        **kwargs: Any,
+    ) -> AsyncStream:
         """``stream`` for ``async for``: waiting for a piece does not block the event loop.
 
         Cancelling the consuming task, or closing the stream (``aclose()``, ``async with``), stops generation.
         """
-        request = _streamed(prompt, max_length, kwargs)
+        request = _streamed(prompt, max_length, {**kwargs, "messages": messages})
         return AsyncStream(lambda streamer: self._generate(model_name, replace(request, streamer=streamer)))
 
     def _generate(self, model_name: str, request: GenerationRequest) -> GenerationResult:
@@ -449,7 +488,7 @@ def _is_batch(prompt: object) -> bool:
     return isinstance(prompt, (list, tuple))
 
 
-def _requests(prompt: Prompts, max_length: Any, kwargs: dict[str, Any]) -> list[GenerationRequest]:
+def _requests(prompt: Prompts | None, max_length: Any, kwargs: dict[str, Any]) -> list[GenerationRequest]:
     """One checked request per prompt; a bad prompt in a batch is named by its index."""
     if not _is_batch(prompt):
         return [GenerationRequest.from_kwargs(prompt, max_length, **kwargs)]
@@ -465,7 +504,7 @@ def _requests(prompt: Prompts, max_length: Any, kwargs: dict[str, Any]) -> list[
     return [GenerationRequest.from_kwargs(item, max_length, **kwargs) for item in prompt]
 
 
-def _streamed(prompt: str, max_length: Any, kwargs: dict[str, Any]) -> GenerationRequest:
+def _streamed(prompt: str | None, max_length: Any, kwargs: dict[str, Any]) -> GenerationRequest:
     """The checked request of a stream, which hands the pieces out itself."""
     if "streamer" in kwargs:
         raise InvalidInputError(

@@ -5,6 +5,7 @@ Needs ``pip install muai-core[text]``; for backends that do not bring transforme
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
@@ -20,11 +21,15 @@ CLEANUPS = ((" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"), ("
 
 
 class TextCodec:
-    """Encodes and decodes like the model's Hugging Face fast tokenizer, from the files in ``directory``."""
+    """Encodes and decodes like the model's Hugging Face fast tokenizer, from the files in ``directory``.
 
-    def __init__(self, directory: Path, hint: str) -> None:
+    ``hint`` is the hint of the ``ModelLoadError`` raised when those files are missing or malformed.
+    """
+
+    def __init__(self, directory: str | os.PathLike[str], hint: str) -> None:
         from tokenizers import Tokenizer
 
+        directory = Path(directory)
         try:
             self.tokenizer = Tokenizer.from_file(str(directory / "tokenizer.json"))
         except Exception as exc:  # tokenizers raises plain Exception on a bad file
@@ -54,7 +59,7 @@ class TextCodec:
         return text
 
     def prompt_text(self, request: GenerationRequest) -> str:
-        """The prompt, or the prompt as one user message in the chat template (see ``muai_core.chat_template``)."""
+        """The prompt, or the conversation in the chat template (see ``muai_core.chat_template.prompt_text``)."""
         return chat_template.prompt_text(request, self.chat_template, self._special)
 
 

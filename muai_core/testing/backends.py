@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from muai_core import chat_template
 from muai_core.contracts import Availability, GenerationRequest, GenerationResult, LoadRequest
 from muai_core.decoding import decode_loop
 from muai_core.errors import UnsupportedRequest
@@ -72,9 +73,8 @@ class CountingBackend:
 
     @hookimpl
     def muai_generate(self, model: CountingModel, request: GenerationRequest) -> GenerationResult:
-        return decode_loop(
-            _next_byte_logits, list(request.prompt.encode("utf-8")), request, _decode, context_length=CONTEXT
-        )
+        prompt = chat_template.prompt_text(request, None, {})  # no chat template: chat and messages are refused
+        return decode_loop(_next_byte_logits, list(prompt.encode("utf-8")), request, _decode, context_length=CONTEXT)
 
     @hookimpl
     def muai_unload_model(self, model: CountingModel) -> None:

@@ -191,6 +191,28 @@ class BackendConformance:
             pytest.skip(f"the model has no chat template: {exc}")
         assert result.text == result.completion, "with chat=True the text is the answer, not the rendered template"
 
+    def test_messages_answer_the_conversation_alone(self, make_manager, conformance_target):
+        manager, _, monitor = make_manager()
+        target = conformance_target
+        turn = [{"role": "user", "content": target.prompt}]
+        conversation = [*turn, {"role": "assistant", "content": "Paris."}, {"role": "user", "content": "And Italy?"}]
+        kwargs = {"max_new_tokens": self.new_tokens}
+        try:
+            result = manager.generate_result(target.model, messages=conversation, **kwargs)
+        except InvalidInputError as exc:
+            assert monitor.fallback_events() == [], "a model without a chat template must refuse, not fall back"
+            with pytest.raises(InvalidInputError):
+                self.generate(manager, target, chat=True)
+            pytest.skip(f"the model has no chat template: {exc}")
+        assert result.text == result.completion, "with messages the text is the answer, not the rendered template"
+        assert result.backend == target.name and result.finish_reason in FINISH_REASONS
+        one_turn = manager.generate_result(target.model, messages=turn, **kwargs)
+        assert result.prompt_tokens > one_turn.prompt_tokens, "the earlier turns did not reach the model"
+        assert one_turn.token_ids == self.generate(manager, target, chat=True).token_ids
+        stream = manager.stream(target.model, messages=conversation, **kwargs)
+        assert "".join(stream) == result.completion and stream.result.token_ids == result.token_ids
+        assert asyncio.run(manager.agenerate(target.model, messages=conversation, **kwargs)) == result.text
+
     def test_max_length_counts_the_prompt(self, make_manager, conformance_target):
         manager, _, _ = make_manager()
         prompt_tokens = self.generate(manager, conformance_target).prompt_tokens

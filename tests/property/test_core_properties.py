@@ -202,3 +202,48 @@ def test_property_10_metrics_recording(ops):
         assert stats["avg_latency"] > 0 and stats["avg_throughput"] > 0
         assert stats["p50_latency"] <= stats["p95_latency"]
         assert all(m.backend == backend and m.model_name == "m" for m in monitor.inferences(backend))
+
+
+ANY_VALUE = st.one_of(st.none(), st.integers(), st.text(max_size=8), st.binary(max_size=4), st.lists(st.integers()))
+MESSAGES = st.one_of(
+    ANY_VALUE,
+    st.lists(
+        st.one_of(
+            ANY_VALUE,
+            st.fixed_dictionaries(
+                {"role": st.sampled_from(["system", "user", "assistant", "tool", "bot"]) | ANY_VALUE,
+                 "content": st.text(max_size=12) | ANY_VALUE},
+                optional={"name": ANY_VALUE},
+            ),
+            st.dictionaries(st.one_of(st.text(max_size=8), st.integers()), ANY_VALUE, max_size=3),
+        ),
+        max_size=4,
+    ),
+)  # fmt: skip
+
+
+@settings(max_examples=300)
+@given(messages=MESSAGES, prompt=st.one_of(st.none(), prompts))
+def test_messages_are_accepted_exactly_when_well_formed(messages, prompt):
+    from muai_core.contracts import ROLES, GenerationRequest
+    from muai_core.errors import InvalidInputError
+
+    if messages is None:
+        valid = prompt is not None
+    else:
+        valid = prompt is None and isinstance(messages, list) and bool(messages)
+        valid = valid and all(
+            isinstance(m, dict)
+            and set(m) == {"role", "content"}
+            and m["role"] in ROLES
+            and isinstance(m["content"], str)
+            for m in messages
+        )
+    try:
+        request = GenerationRequest.from_kwargs(prompt, messages=messages)
+    except InvalidInputError as exc:
+        assert not valid and exc.reason
+        return
+    assert valid
+    if messages is not None:
+        assert request.chat and request.prompt == "" and request.conversation == messages

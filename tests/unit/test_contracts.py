@@ -106,3 +106,51 @@ def test_error_messages_shorten_paths_outside_the_project(tmp_path, monkeypatch)
     assert "alice" not in str(error) and str(tmp_path) not in str(error)
     monkeypatch.setenv("MUAI_FULL_PATHS", "1")
     assert "/home/alice/private/models/llama" in str(ModelLoadError("at /home/alice/private/models/llama"))
+
+
+CONVERSATION = [
+    {"role": "system", "content": "Be brief."},
+    {"role": "user", "content": "Hi"},
+    {"role": "assistant", "content": "Hello!"},
+    {"role": "user", "content": "Bye"},
+]
+
+
+def test_messages_take_the_place_of_the_prompt_and_go_through_the_chat_template():
+    messages = [dict(message) for message in CONVERSATION]
+    request = GenerationRequest.from_kwargs(messages=messages, max_new_tokens=3)
+    messages[1]["content"] = "changed later"  # the request keeps its own copy
+    assert (request.prompt, request.chat, request.keeps_prompt) == ("", True, False)
+    assert request.conversation == CONVERSATION
+    assert GenerationRequest.from_kwargs("Hi", chat=True).conversation == [{"role": "user", "content": "Hi"}]
+
+
+@pytest.mark.parametrize(
+    ("prompt", "messages", "named"),
+    [
+        (None, None, "no prompt"),
+        ("Hi", CONVERSATION, "a prompt or messages, not both"),
+        (None, "Hi", "messages must be a list of dicts with 'role' and 'content', got str"),
+        (None, [], "messages is empty"),
+        (None, [CONVERSATION], "message 0 must be a dict with 'role' and 'content', got list"),
+        (None, [*CONVERSATION, {"role": "user"}], "message 4 must hold exactly 'role' and 'content' (missing or "
+                                                   "unknown: 'content')"),
+        (None, [{"role": "user", "content": "a", "name": "x"}], "message 0 must hold exactly 'role' and 'content'"),
+        (None, [{"role": "robot", "content": "a"}], "message 0 has role 'robot'"),
+        (None, [{"role": "user", "content": 5}], "message 0's content must be a str, got int"),
+        (None, [{"role": "user", "content": "\ud800"}], "message 0's content is not valid Unicode text"),
+    ],
+)  # fmt: skip
+def test_bad_messages_are_refused_naming_the_message(prompt, messages, named):
+    with pytest.raises(InvalidInputError) as info:
+        GenerationRequest.from_kwargs(prompt, messages=messages)
+    assert named in str(info.value)
+
+
+def test_messages_cannot_skip_the_chat_template():
+    with pytest.raises(InvalidInputError, match="messages always go through the model's chat template"):
+        GenerationRequest.from_kwargs(messages=CONVERSATION, chat=False)
+    with pytest.raises(InvalidInputError, match="message 0 has role"):
+        GenerationRequest(messages=({"role": "bot", "content": "x"},), chat=True).validate()
+    with pytest.raises(InvalidInputError, match="a prompt or messages, not both"):
+        GenerationRequest(0, messages=({"role": "user", "content": "x"},), chat=True).validate()

@@ -39,6 +39,17 @@ def test_encodes_and_decodes(tokenizer_dir):
     assert codec.decode([2, 3]) == "hello world"
 
 
+def test_takes_the_directory_as_a_str_too(tokenizer_dir):
+    codec = TextCodec(str(tokenizer_dir), hint="")
+    assert codec.encode("hello world") == [2, 3] and chat(codec) == "user: hello<eos>"
+
+
+def test_messages_render_every_turn_through_the_template(tokenizer_dir):
+    messages = [{"role": "user", "content": "hello"}, {"role": "assistant", "content": "world"}]
+    request = GenerationRequest.from_kwargs(messages=messages)
+    assert TextCodec(tokenizer_dir, hint="").prompt_text(request) == "user: hello<eos>assistant: world<eos>"
+
+
 def test_chat_template_from_the_config_sees_the_special_tokens(tokenizer_dir):
     assert chat(TextCodec(tokenizer_dir, hint="")) == "user: hello<eos>"
 
@@ -54,12 +65,15 @@ def test_named_templates_use_the_default_one(tokenizer_dir):
     assert chat(TextCodec(tokenizer_dir, hint="")) == "user: hello<eos>"
 
 
-def test_no_template_refuses_chat_but_not_plain_prompts(tokenizer_dir):
+def test_no_template_refuses_chat_and_messages_but_not_plain_prompts(tokenizer_dir):
     write_config(tokenizer_dir, {"chat_template": [{"name": "tool_use", "template": "tools"}]})
     codec = TextCodec(tokenizer_dir, hint="")
     assert codec.prompt_text(GenerationRequest("hello")) == "hello"
     with pytest.raises(InvalidInputError, match="no chat template"):
         chat(codec)
+    with pytest.raises(InvalidInputError, match="no chat template") as caught:
+        codec.prompt_text(GenerationRequest.from_kwargs(messages=[{"role": "user", "content": "hello"}]))
+    assert "pass the text as a prompt instead of messages" in caught.value.hint
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from muai_core import ModelManager
+from muai_core import ModelManager, PerformanceMonitor
 from muai_core.errors import ConfigurationError, InvalidInputError, ModelLoadError
 from muai_core.plugins import default_registry
 
@@ -102,6 +102,40 @@ def test_chat_applies_the_template_and_returns_the_answer_alone(tiny_models):
     rendered = manager.generate_result(tiny_models["gpt2"], "<|user|>Hi\n<|assistant|>", max_new_tokens=3)
     assert chat.token_ids == rendered.token_ids
     assert chat.text == chat.completion == rendered.completion
+
+
+GEMMA_2_TEMPLATE = (  # google/gemma-2-2b-it's: raise_exception refuses a system turn
+    "{{ bos_token }}{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not supported') }}"
+    "{% endif %}{% for message in messages %}{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}"
+    "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}"
+    "{% if (message['role'] == 'assistant') %}{% set role = 'model' %}{% else %}{% set role = message['role'] %}"
+    "{% endif %}{{ '<start_of_turn>' + role + '\n' + message['content'] | trim + '<end_of_turn>\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{'<start_of_turn>model\n'}}{% endif %}"
+)
+
+
+@pytest.mark.parametrize("where", ["chat_template.jinja", "tokenizer_config.json"])
+def test_messages_go_through_the_models_template_as_transformers_renders_it(tiny_models, tmp_path, where):
+    model = shutil.copytree(tiny_models["gpt2"], tmp_path / "gemma-templated")
+    (model / "chat_template.jinja").unlink()
+    if where == "chat_template.jinja":
+        (model / where).write_text(GEMMA_2_TEMPLATE, encoding="utf-8")
+    else:
+        config = json.loads((model / where).read_text(encoding="utf-8"))
+        (model / where).write_text(json.dumps({**config, "chat_template": GEMMA_2_TEMPLATE}), encoding="utf-8")
+    messages = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"},
+                {"role": "user", "content": "Capital of France?"}]  # fmt: skip
+    rendered = AutoTokenizer.from_pretrained(model).apply_chat_template(
+        messages, tokenize=False, add_generation_prompt=True
+    )
+    assert rendered.endswith("<start_of_turn>model\n")
+    manager = ModelManager(monitor=PerformanceMonitor())
+    answer = manager.generate_result(str(model), messages=messages, max_new_tokens=3)
+    assert answer.token_ids == manager.generate_result(str(model), rendered, max_new_tokens=3).token_ids
+    assert answer.text == answer.completion and answer.backend == "pytorch"
+    with pytest.raises(InvalidInputError, match="chat template failed: System role not supported"):
+        manager.generate(str(model), messages=[{"role": "system", "content": "Be brief."}, *messages])
+    assert manager.performance_monitor.fallback_events() == []
 
 
 @pytest.mark.parametrize("arch", ARCHS)

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from muai_core import hookimpl
+from muai_core import chat_template, hookimpl
 from muai_core.availability import modules_import
 from muai_core.config import reject_unknown_keys
 from muai_core.contracts import Availability, GenerationRequest, GenerationResult, LoadRequest
@@ -59,7 +59,9 @@ class TemplateBackend:
             # ENGINE: feed ``ids`` (the prompt, then one token at a time) and return the last position's logits.
             return weights[ids[0, -1]]
 
-        prompt_ids = list(request.prompt.encode("utf-8"))  # ENGINE: your tokenizer (see muai_core.text_codec)
+        # ENGINE: your tokenizer and the model's chat template (muai_core.text_codec.TextCodec.prompt_text);
+        # this stand-in has no template, so it refuses chat and messages with InvalidInputError.
+        prompt_ids = list(chat_template.prompt_text(request, None, {}).encode("utf-8"))
         return decode_loop(step, prompt_ids, request, _decode, context_length=CONTEXT)
 
     @hookimpl
