@@ -214,17 +214,31 @@ def cmd_doctor(args: argparse.Namespace) -> int:
             problems.append(f"plugin {record.name} is broken: {record.error}")
         elif record.name in registry.backend_names() and not registry.backend(record.name).available().available:
             problems.append(f"backend {record.name} is unavailable: {registry.backend(record.name).available().reason}")
-    try:
-        manager = ModelManager(config_path=args.config)
-        print(f"config        {manager.config.source or 'none (defaults)'}; default backend {manager.backend_type}")
-    except BackendError as exc:
-        problems.append(f"config: {exc}")
+    problems += config_problems(args.config)
     if not registry.backend_names():
         problems.append("no backend is installed: pip install muai-pytorch (and/or muai-openvino)")
     for problem in problems:
         print(f"problem: {problem}")
     print("no problems found" if not problems else f"{len(problems)} problem(s)")
     return EXIT_ERROR if problems else 0
+
+
+def config_problems(path: str | None) -> list[str]:
+    """Problems of the config: the core's checks, then each available backend's ``muai_check_settings``."""
+    try:
+        manager = ModelManager(config_path=path)
+    except BackendError as exc:
+        return [f"config: {exc}"]
+    print(f"config        {manager.config.source or 'none (defaults)'}; default backend {manager.backend_type}")
+    problems = []
+    for name in manager.get_available_backends():
+        try:
+            manager.registry.backend(name).check_settings(manager.config.backend_settings(name))
+        except BackendError as exc:
+            problems.append(f"config: {exc}")
+        except Exception as exc:  # a broken check must not hide the other problems
+            problems.append(f"backend {name} failed to check its settings: {type(exc).__name__}: {exc}")
+    return problems
 
 
 def _version(package: str) -> str | None:

@@ -247,8 +247,12 @@ def _section(value: Any, key: str, where: str) -> dict[str, Any]:
     section = _mapping(value, key, where)
     if "enable_fallback" in section and not isinstance(section["enable_fallback"], bool):
         raise ConfigurationError(
-            f"{key}.enable_fallback{where} must be true or false, got {short_repr(section['enable_fallback'])}"
+            f"{key}.enable_fallback{where} must be true or false, got {short_repr(section['enable_fallback'])}",
+            hint="enable_fallback: false makes this backend's errors final instead of trying the next backend",
         )
     if "device" in section and (not isinstance(section["device"], str) or not section["device"]):
-        raise ConfigurationError(f"{key}.device{where} must be a device name, got {short_repr(section['device'])}")
+        raise ConfigurationError(
+            f"{key}.device{where} must be a device name, got {short_repr(section['device'])}",
+            hint="e.g. device: cpu (PyTorch: cpu, cuda, cuda:N; OpenVINO: CPU, GPU, NPU, AUTO)",
+        )
     return section

@@ -77,8 +77,9 @@ def test_empty_file_gives_defaults():
 def test_invalid_content_names_the_key(text, named):
     with pytest.raises(ConfigurationError) as info:
         load_config(write_config(text))
-    assert named in str(info.value)
-    assert "config/system.yaml" in str(info.value)
+    assert named in info.value.reason
+    assert "config/system.yaml" in info.value.reason
+    assert info.value.hint
 
 
 def test_unknown_top_level_key_lists_allowed_keys():
