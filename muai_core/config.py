@@ -8,6 +8,7 @@ its own settings (third-party plugins may add sections).
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from collections.abc import Mapping
@@ -143,6 +144,8 @@ def parse_config(data: Any, *, source: str | None = None) -> MuaiConfig:
             continue
         key = f"backend.{name}"
         _name(name, f"a backend section name ({key})", where)
+        if section is not None and not isinstance(section, Mapping):
+            raise _unknown_backend_key(name, section, where)
         sections[name] = MappingProxyType(_section(section, key, where))
 
     overrides = {}
@@ -178,6 +181,16 @@ def parse_config(data: Any, *, source: str | None = None) -> MuaiConfig:
         models=MappingProxyType(models),
         models_dir=models_dir,
         source=source,
+    )
+
+
+def _unknown_backend_key(name: str, value: Any, where: str) -> ConfigurationError:
+    """A key under ``backend:`` that is neither ``default``/``priority`` nor a section (a mapping): likely a typo."""
+    close = difflib.get_close_matches(name, BACKEND_KEYS, n=1)
+    return ConfigurationError(
+        f"unknown key '{name}' at backend{where} (allowed: {', '.join(BACKEND_KEYS)}, or a backend's section, "
+        f"which is a mapping; backend.{name} is a {type(value).__name__} {short_repr(value)})",
+        hint=f"did you mean '{close[0]}'?" if close else f"a backend's section is e.g. backend.{name}: {{device: cpu}}",
     )
 
 

@@ -82,6 +82,22 @@ def test_invalid_content_names_the_key(text, named):
     assert info.value.hint
 
 
+@pytest.mark.parametrize(
+    ("text", "hint"),
+    [
+        ("backend: {priorty: [pytorch]}", "did you mean 'priority'?"),
+        ("backend: {defualt: openvino}", "did you mean 'default'?"),
+        ("backend: {order: [pytorch]}", "e.g. backend.order: {device: cpu}"),
+    ],
+)
+def test_a_value_under_backend_that_is_no_section_is_an_unknown_key(text, hint):
+    with pytest.raises(ConfigurationError) as info:
+        load_config(write_config(text))
+    name = text.split("{")[1].split(":")[0]
+    assert info.value.reason.startswith(f"unknown key '{name}' at backend in config/system.yaml (allowed: default, ")
+    assert hint in info.value.hint
+
+
 def test_unknown_top_level_key_lists_allowed_keys():
     with pytest.raises(
         ConfigurationError, match="allowed keys are: backend, max_cache_bytes, model_overrides, models, models_dir"
