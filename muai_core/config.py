@@ -78,8 +78,26 @@ def load_config(path: str | os.PathLike[str] | None = None) -> MuaiConfig:
     try:
         data = _BoundedLoader(text, str(file)).get_single_data()
     except yaml.YAMLError as exc:
-        raise ConfigurationError(f"cannot read config {file}: {exc}", hint="fix the YAML syntax") from exc
+        raise ConfigurationError(
+            f"cannot read config {file}: {_yaml_problem(exc, text)}",
+            hint="fix the YAML there: indent with spaces, and quote a value holding ': ' or starting with [ { * & ! |",
+        ) from exc
     return parse_config(data, source=str(file))
+
+
+def _yaml_problem(exc: yaml.YAMLError, text: str) -> str:
+    """One line: where PyYAML found the problem (1-based), what it is, and what it was reading."""
+    if isinstance(exc, yaml.reader.ReaderError):  # a character YAML does not allow: a position, no mark
+        before = text[: exc.position]
+        line, column = before.count("\n") + 1, len(before.rpartition("\n")[2]) + 1
+        return f"line {line}, column {column}: character #x{exc.character:04x}: {exc.reason}"
+    mark, context = getattr(exc, "problem_mark", None), getattr(exc, "context", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+    start = getattr(exc, "context_mark", None)
+    if context and start:
+        context += f" from line {start.line + 1}, column {start.column + 1}"
+    return f"{where}{problem}" + (f" ({context})" if context else "")
 
 
 class _BoundedLoader(yaml.SafeLoader):

@@ -98,6 +98,24 @@ def test_a_value_under_backend_that_is_no_section_is_an_unknown_key(text, hint):
     assert hint in info.value.hint
 
 
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("backend:\n  pytorch: [a\n", "line 3, column 1: expected ',' or ']', but got '<stream end>' "
+         "(while parsing a flow sequence from line 2, column 12)"),
+        ("backend:\n  default: a: b\n", "line 2, column 13: mapping values are not allowed here"),
+        ("x: !!python/object:os.system 1\n", "line 1, column 4: could not determine a constructor for the tag"),
+        ("a: b\nc: \"\x01\"\n", "line 2, column 5: character #x0001: special characters are not allowed"),
+    ],
+)  # fmt: skip
+def test_bad_yaml_is_one_line_naming_where(text, problem):
+    with pytest.raises(ConfigurationError) as info:
+        load_config(write_config(text))
+    assert info.value.reason.startswith(f"cannot read config config/system.yaml: {problem}")
+    assert "\n" not in info.value.reason and "<unicode string>" not in info.value.reason
+    assert "quote" in info.value.hint
+
+
 def test_unknown_top_level_key_lists_allowed_keys():
     with pytest.raises(
         ConfigurationError, match="allowed keys are: backend, max_cache_bytes, model_overrides, models, models_dir"
