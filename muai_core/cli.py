@@ -108,7 +108,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
 def cmd_generate(args: argparse.Namespace) -> int:
     kwargs = generation_kwargs(args)
-    backend, settings = args.backend, None
+    backend, settings = backend_flag("--backend", args.backend), None
     if args.precision:
         backend, settings = precision_backend(args.backend, args.precision), {"precision": args.precision}
     manager = ModelManager(device=args.device, backend=backend, backend_config=settings, config_path=args.config)
@@ -280,9 +280,17 @@ def bench_targets(text: str) -> list[Target]:
                 f"--backends has a target without a backend: {short_repr(item.strip())}", hint=_TARGETS
             )
         target = Target.parse(item)
-        default_registry().check_backend_name(target.backend)
-        if target.precision:
-            precision_backend(target.backend, target.precision)
+        backend_flag("--backends", target.backend)
+        if target.precision and target.backend != PRECISION_BACKEND:
+            raise ConfigurationError(
+                f"--backends: {item.strip()} has a precision, and only {PRECISION_BACKEND} exports have one",
+                hint=f"drop :{target.precision}, or use {PRECISION_BACKEND}:{target.precision}",
+            )
+        if target.precision and target.precision not in PRECISIONS:
+            raise ConfigurationError(
+                f"--backends: {item.strip()} has an unknown precision {target.precision}; use FP32, FP16 or INT8",
+                hint=_TARGETS,
+            )
         targets.append(target)
     if not targets:
         raise ConfigurationError(f"--backends names no backend: {short_repr(text)}", hint=_TARGETS)
@@ -290,6 +298,16 @@ def bench_targets(text: str) -> list[Target]:
 
 
 _TARGETS = "e.g. --backends pytorch,openvino,openvino:INT8"
+
+
+def backend_flag(flag: str, name: str | None) -> str | None:
+    """``name`` (None stays None) if muai knows that backend; otherwise the registry's error, naming ``flag``."""
+    if name is None:
+        return None
+    try:
+        return default_registry().check_backend_name(name)
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"{flag}: {exc.message}", hint=exc.raw_hint) from None
 
 
 def check_writable_folder(path: Path, flag: str) -> None:
@@ -305,6 +323,7 @@ def check_writable_folder(path: Path, flag: str) -> None:
 
 def cmd_explain(args: argparse.Namespace) -> int:
     """Load the model and list each attempt; exit non-zero unless it loaded on the first backend of its chain."""
+    backend_flag("--backend", args.backend)
     manager = ModelManager(config_path=args.config)
     plan = manager.plan(args.model, backend_override=args.backend)
     where = "local directory" if plan.source.is_local else "Hugging Face hub id"
