@@ -20,7 +20,7 @@ from muai_core.errors import BackendError, ConfigurationError, short_repr
 from muai_core.inventory import installed_models
 from muai_core.manager import ModelManager
 from muai_core.model_source import models_dirs
-from muai_core.plugins import default_registry
+from muai_core.plugins import LOAD_PLUGINS_ENV, default_registry
 from muai_core.progress import Progress
 
 EXIT_ERROR = 2
@@ -101,8 +101,13 @@ def cmd_plugins(args: argparse.Namespace) -> int:
         else:
             state = "commands only"
         print(f"{record.name:<12} {origin:<28} {state}")
-    if not registry.records():
+    setting, left_out = registry.left_out()
+    for record in left_out:
+        print(f"{record.name:<12} {f'{record.distribution} {record.version}':<28} not loaded: {setting} leaves it out")
+    if not registry.records() and not left_out:
         print("no plugins installed; pip install muai-pytorch")
+    elif not registry.records():
+        print(f"no plugins loaded: add them to {LOAD_PLUGINS_ENV} or unset the variable")
     return 0
 
 
@@ -215,7 +220,10 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         elif record.name in registry.backend_names() and not registry.backend(record.name).available().available:
             problems.append(f"backend {record.name} is unavailable: {registry.backend(record.name).available().reason}")
     problems += config_problems(args.config)
-    if not registry.backend_names():
+    setting, left_out = registry.left_out()
+    if not registry.backend_names() and left_out:
+        problems.append(f"no backend is loaded: {setting} leaves out {', '.join(r.name for r in left_out)}")
+    elif not registry.backend_names():
         problems.append("no backend is installed: pip install muai-pytorch (and/or muai-openvino)")
     for problem in problems:
         print(f"problem: {problem}")
