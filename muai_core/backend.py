@@ -64,6 +64,11 @@ class Backend:
     def info(self, handle: Any) -> dict[str, Any]:
         return dict(self._call("muai_model_info", model=handle))
 
+    def check_settings(self, settings: Mapping[str, Any]) -> None:
+        """Validate this backend's config section through ``muai_check_settings``, if the plugin has it."""
+        if "muai_check_settings" in self._impls:
+            self._call("muai_check_settings", settings=settings)
+
     def _checked(self, hook: str, result: Any, expected: type) -> Any:
         if not isinstance(result, expected):
             raise PluginError(

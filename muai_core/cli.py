@@ -20,7 +20,7 @@ from muai_core.errors import BackendError, ConfigurationError, short_repr
 from muai_core.inventory import installed_models
 from muai_core.manager import ModelManager
 from muai_core.model_source import models_dirs
-from muai_core.plugins import default_registry
+from muai_core.plugins import LOAD_PLUGINS_ENV, default_registry
 from muai_core.progress import Progress
 
 EXIT_ERROR = 2
@@ -101,14 +101,19 @@ def cmd_plugins(args: argparse.Namespace) -> int:
         else:
             state = "commands only"
         print(f"{record.name:<12} {origin:<28} {state}")
-    if not registry.records():
+    setting, left_out = registry.left_out()
+    for record in left_out:
+        print(f"{record.name:<12} {f'{record.distribution} {record.version}':<28} not loaded: {setting} leaves it out")
+    if not registry.records() and not left_out:
         print("no plugins installed; pip install muai-pytorch")
+    elif not registry.records():
+        print(f"no plugins loaded: add them to {LOAD_PLUGINS_ENV} or unset the variable")
     return 0
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
     kwargs = generation_kwargs(args)
-    backend, settings = args.backend, None
+    backend, settings = backend_flag("--backend", args.backend), None
     if args.precision:
         backend, settings = precision_backend(args.backend, args.precision), {"precision": args.precision}
     manager = ModelManager(device=args.device, backend=backend, backend_config=settings, config_path=args.config)
@@ -214,17 +219,34 @@ def cmd_doctor(args: argparse.Namespace) -> int:
             problems.append(f"plugin {record.name} is broken: {record.error}")
         elif record.name in registry.backend_names() and not registry.backend(record.name).available().available:
             problems.append(f"backend {record.name} is unavailable: {registry.backend(record.name).available().reason}")
-    try:
-        manager = ModelManager(config_path=args.config)
-        print(f"config        {manager.config.source or 'none (defaults)'}; default backend {manager.backend_type}")
-    except BackendError as exc:
-        problems.append(f"config: {exc}")
-    if not registry.backend_names():
+    problems += config_problems(args.config)
+    setting, left_out = registry.left_out()
+    if not registry.backend_names() and left_out:
+        problems.append(f"no backend is loaded: {setting} leaves out {', '.join(r.name for r in left_out)}")
+    elif not registry.backend_names():
         problems.append("no backend is installed: pip install muai-pytorch (and/or muai-openvino)")
     for problem in problems:
         print(f"problem: {problem}")
     print("no problems found" if not problems else f"{len(problems)} problem(s)")
     return EXIT_ERROR if problems else 0
+
+
+def config_problems(path: str | None) -> list[str]:
+    """Problems of the config: the core's checks, then each available backend's ``muai_check_settings``."""
+    try:
+        manager = ModelManager(config_path=path)
+    except BackendError as exc:
+        return [f"config: {exc}"]
+    print(f"config        {manager.config.source or 'none (defaults)'}; default backend {manager.backend_type}")
+    problems = []
+    for name in manager.get_available_backends():
+        try:
+            manager.registry.backend(name).check_settings(manager.config.backend_settings(name))
+        except BackendError as exc:
+            problems.append(f"config: {exc}")
+        except Exception as exc:  # a broken check must not hide the other problems
+            problems.append(f"backend {name} failed to check its settings: {type(exc).__name__}: {exc}")
+    return problems
 
 
 def _version(package: str) -> str | None:
@@ -266,9 +288,17 @@ def bench_targets(text: str) -> list[Target]:
                 f"--backends has a target without a backend: {short_repr(item.strip())}", hint=_TARGETS
             )
         target = Target.parse(item)
-        default_registry().check_backend_name(target.backend)
-        if target.precision:
-            precision_backend(target.backend, target.precision)
+        backend_flag("--backends", target.backend)
+        if target.precision and target.backend != PRECISION_BACKEND:
+            raise ConfigurationError(
+                f"--backends: {item.strip()} has a precision, and only {PRECISION_BACKEND} exports have one",
+                hint=f"drop :{target.precision}, or use {PRECISION_BACKEND}:{target.precision}",
+            )
+        if target.precision and target.precision not in PRECISIONS:
+            raise ConfigurationError(
+                f"--backends: {item.strip()} has an unknown precision {target.precision}; use FP32, FP16 or INT8",
+                hint=_TARGETS,
+            )
         targets.append(target)
     if not targets:
         raise ConfigurationError(f"--backends names no backend: {short_repr(text)}", hint=_TARGETS)
@@ -276,6 +306,16 @@ def bench_targets(text: str) -> list[Target]:
 
 
 _TARGETS = "e.g. --backends pytorch,openvino,openvino:INT8"
+
+
+def backend_flag(flag: str, name: str | None) -> str | None:
+    """``name`` (None stays None) if muai knows that backend; otherwise the registry's error, naming ``flag``."""
+    if name is None:
+        return None
+    try:
+        return default_registry().check_backend_name(name)
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"{flag}: {exc.message}", hint=exc.raw_hint) from None
 
 
 def check_writable_folder(path: Path, flag: str) -> None:
@@ -291,6 +331,7 @@ def check_writable_folder(path: Path, flag: str) -> None:
 
 def cmd_explain(args: argparse.Namespace) -> int:
     """Load the model and list each attempt; exit non-zero unless it loaded on the first backend of its chain."""
+    backend_flag("--backend", args.backend)
     manager = ModelManager(config_path=args.config)
     plan = manager.plan(args.model, backend_override=args.backend)
     where = "local directory" if plan.source.is_local else "Hugging Face hub id"

@@ -8,6 +8,7 @@ its own settings (third-party plugins may add sections).
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from collections.abc import Mapping
@@ -77,8 +78,26 @@ def load_config(path: str | os.PathLike[str] | None = None) -> MuaiConfig:
     try:
         data = _BoundedLoader(text, str(file)).get_single_data()
     except yaml.YAMLError as exc:
-        raise ConfigurationError(f"cannot read config {file}: {exc}", hint="fix the YAML syntax") from exc
+        raise ConfigurationError(
+            f"cannot read config {file}: {_yaml_problem(exc, text)}",
+            hint="fix the YAML there: indent with spaces, and quote a value holding ': ' or starting with [ { * & ! |",
+        ) from exc
     return parse_config(data, source=str(file))
+
+
+def _yaml_problem(exc: yaml.YAMLError, text: str) -> str:
+    """One line: where PyYAML found the problem (1-based), what it is, and what it was reading."""
+    if isinstance(exc, yaml.reader.ReaderError):  # a character YAML does not allow: a position, no mark
+        before = text[: exc.position]
+        line, column = before.count("\n") + 1, len(before.rpartition("\n")[2]) + 1
+        return f"line {line}, column {column}: character #x{exc.character:04x}: {exc.reason}"
+    mark, context = getattr(exc, "problem_mark", None), getattr(exc, "context", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+    start = getattr(exc, "context_mark", None)
+    if context and start:
+        context += f" from line {start.line + 1}, column {start.column + 1}"
+    return f"{where}{problem}" + (f" ({context})" if context else "")
 
 
 class _BoundedLoader(yaml.SafeLoader):
@@ -143,6 +162,8 @@ def parse_config(data: Any, *, source: str | None = None) -> MuaiConfig:
             continue
         key = f"backend.{name}"
         _name(name, f"a backend section name ({key})", where)
+        if section is not None and not isinstance(section, Mapping):
+            raise _unknown_backend_key(name, section, where)
         sections[name] = MappingProxyType(_section(section, key, where))
 
     overrides = {}
@@ -178,6 +199,16 @@ def parse_config(data: Any, *, source: str | None = None) -> MuaiConfig:
         models=MappingProxyType(models),
         models_dir=models_dir,
         source=source,
+    )
+
+
+def _unknown_backend_key(name: str, value: Any, where: str) -> ConfigurationError:
+    """A key under ``backend:`` that is neither ``default``/``priority`` nor a section (a mapping): likely a typo."""
+    close = difflib.get_close_matches(name, BACKEND_KEYS, n=1)
+    return ConfigurationError(
+        f"unknown key '{name}' at backend{where} (allowed: {', '.join(BACKEND_KEYS)}, or a backend's section, "
+        f"which is a mapping; backend.{name} is a {type(value).__name__} {short_repr(value)})",
+        hint=f"did you mean '{close[0]}'?" if close else f"a backend's section is e.g. backend.{name}: {{device: cpu}}",
     )
 
 
@@ -247,8 +278,12 @@ def _section(value: Any, key: str, where: str) -> dict[str, Any]:
     section = _mapping(value, key, where)
     if "enable_fallback" in section and not isinstance(section["enable_fallback"], bool):
         raise ConfigurationError(
-            f"{key}.enable_fallback{where} must be true or false, got {short_repr(section['enable_fallback'])}"
+            f"{key}.enable_fallback{where} must be true or false, got {short_repr(section['enable_fallback'])}",
+            hint="enable_fallback: false makes this backend's errors final instead of trying the next backend",
         )
     if "device" in section and (not isinstance(section["device"], str) or not section["device"]):
-        raise ConfigurationError(f"{key}.device{where} must be a device name, got {short_repr(section['device'])}")
+        raise ConfigurationError(
+            f"{key}.device{where} must be a device name, got {short_repr(section['device'])}",
+            hint="e.g. device: cpu (PyTorch: cpu, cuda, cuda:N; OpenVINO: CPU, GPU, NPU, AUTO)",
+        )
     return section

@@ -73,6 +73,15 @@ def muai_model_info(model: Any) -> dict[str, Any]:
 
 
 @hookspec
+def muai_check_settings(settings: Mapping[str, Any]) -> None:
+    """Raise ``ConfigurationError`` when this backend's config section is invalid.
+
+    Optional; ``muai doctor`` calls it with ``backend.<name>`` (empty when the config has none) without
+    loading a model.
+    """
+
+
+@hookspec
 def muai_register_commands(subparsers: argparse._SubParsersAction) -> None:
     """Add sub-commands to the ``muai`` CLI. Each parser sets ``func=callable(args) -> int``."""
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import logging
 import os
+import shlex
 import threading
 from dataclasses import dataclass
 from importlib import metadata
@@ -56,18 +57,23 @@ class PluginRegistry:
         self.pm = pm or make_plugin_manager()
         self._records: dict[str, PluginRecord] = {}
         self._backends: dict[str, Backend] = {}
+        self._left_out: dict[str, PluginRecord] = {}  # installed, but MUAI_LOAD_PLUGINS leaves them out
+        self._load_plugins = ""  # MUAI_LOAD_PLUGINS=value that left them out, for messages
         self._lock = threading.RLock()
 
     def load_entry_points(self) -> None:
         """Register every plugin of the ``muai`` group that ``MUAI_LOAD_PLUGINS`` allows."""
-        wanted = _wanted_plugins()
+        value = os.environ.get(LOAD_PLUGINS_ENV)
+        wanted = None if value is None else {part.strip() for part in value.split(",") if part.strip()}
+        self._load_plugins = f"{LOAD_PLUGINS_ENV}={shlex.quote(value or '')}"
         for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
             dist = ep.dist.name if ep.dist else None
+            version = ep.dist.version if ep.dist else None
             if wanted is not None and ep.name not in wanted and dist not in wanted:
+                self._left_out[ep.name] = PluginRecord(ep.name, dist, version)
                 continue
             if self.pm.has_plugin(ep.name):
                 continue
-            version = ep.dist.version if ep.dist else None
             try:
                 obj = ep.load()
                 self.register(obj() if inspect.isclass(obj) else obj, ep.name, distribution=dist, version=version)
@@ -102,6 +108,10 @@ class PluginRegistry:
     def records(self) -> list[PluginRecord]:
         return sorted(self._records.values(), key=lambda r: r.name)
 
+    def left_out(self) -> tuple[str, list[PluginRecord]]:
+        """``MUAI_LOAD_PLUGINS=value`` and the installed plugins it kept from loading (none when it is unset)."""
+        return self._load_plugins, sorted(self._left_out.values(), key=lambda r: r.name)
+
     def backend_names(self) -> list[str]:
         return sorted(self._backends)
 
@@ -122,11 +132,23 @@ class PluginRegistry:
 
     def check_backend_name(self, name: object, *, what: str = "backend") -> str:
         """Accept an installed backend, or a known one that is not installed; reject anything else."""
-        if isinstance(name, str) and (name in self._backends or name in KNOWN_BACKENDS):
+        if isinstance(name, str) and (name in self._backends or name in KNOWN_BACKENDS or name in self._left_out):
             return name
         raise self.unknown_backend_error(name, what=what)
 
+    def left_out_error(self, name: object, *, what: str = "backend") -> ConfigurationError | None:
+        """The error for a backend that is installed but left out by ``MUAI_LOAD_PLUGINS``; None for others."""
+        if not isinstance(name, str) or name not in self._left_out or name in self._backends:
+            return None
+        return ConfigurationError(
+            f"{what} '{name}' is installed but not loaded: {self._load_plugins} leaves it out",
+            hint=f"add it to {LOAD_PLUGINS_ENV} or unset the variable",
+        )
+
     def unknown_backend_error(self, name: object, *, what: str = "backend") -> ConfigurationError:
+        left_out = self.left_out_error(name, what=what)
+        if left_out is not None:
+            return left_out
         installed = ", ".join(self.backend_names()) or "none"
         if isinstance(name, str) and name in KNOWN_BACKENDS:
             return ConfigurationError(
@@ -137,13 +159,6 @@ class PluginRegistry:
             f"unknown {what} {name!r}; installed backends: {installed}",
             hint="pick one of the installed backends, or install the plugin that provides it",
         )
-
-
-def _wanted_plugins() -> set[str] | None:
-    value = os.environ.get(LOAD_PLUGINS_ENV)
-    if value is None:
-        return None
-    return {part.strip() for part in value.split(",") if part.strip()}
 
 
 _default: PluginRegistry | None = None

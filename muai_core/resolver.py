@@ -290,6 +290,9 @@ class Resolver:
 
     def _load_on(self, name: str, plan: LoadPlan) -> tuple[Backend, Any]:
         if name not in self.registry.backend_names():
+            left_out = self.registry.left_out_error(name)
+            if left_out is not None:
+                raise _Unavailable(left_out.message, hint=left_out.raw_hint)
             hint = KNOWN_BACKENDS.get(name, "install the plugin that provides it")
             raise _NotInstalled(f"backend '{name}' is not installed", hint=hint)
         backend = self.registry.backend(name)

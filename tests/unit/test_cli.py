@@ -41,7 +41,8 @@ def test_generate_streams(capsys):
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["generate", "m", "x", "--backend", "nope"], "unknown backend 'nope'"),
+        (["generate", "m", "x", "--backend", "nope"], "--backend: unknown backend 'nope'; installed backends: "),
+        (["explain", "m", "--backend", "nope"], "--backend: unknown backend 'nope'; installed backends: "),
         (["generate", "m", "", "--backend", "counting"], "prompt is empty"),
         (["generate", "../../etc", "x", "--backend", "counting"], "not a valid model name"),
     ],
@@ -51,7 +52,7 @@ def test_errors_are_one_line_with_a_hint_and_exit_2(capsys, argv, message):
     err = capsys.readouterr().err
     assert err.startswith("muai: error: ") and message in err.splitlines()[0]
     assert err.splitlines()[1].startswith("hint: ")
-    assert "Traceback" not in err
+    assert "Traceback" not in err and "_" not in err.splitlines()[0]  # flags, not backend_override
 
 
 @pytest.mark.parametrize(
@@ -93,8 +94,9 @@ def test_precision_without_backend_runs_openvino_with_that_precision(capsys):
     [
         (["--backends", ","], "--backends names no backend: ','"),
         (["--backends", "counting,:INT8"], "--backends has a target without a backend: ':INT8'"),
-        (["--backends", "nope"], "unknown backend 'nope'"),
-        (["--backends", "counting:INT8"], "--precision chooses an OpenVINO export"),
+        (["--backends", "nope"], "--backends: unknown backend 'nope'"),
+        (["--backends", "counting:INT8"], "--backends: counting:INT8 has a precision, and only openvino exports"),
+        (["--backends", "counting,openvino:int4"], "--backends: openvino:int4 has an unknown precision INT4; use FP32"),
         (["--out", "/dev/null/x"], "--out …/null/x: /dev/null is not a folder"),
         (["--warmup", "-1"], "--warmup must be at least 0"),
         (["--runs", "0"], "--runs must be at least 1"),

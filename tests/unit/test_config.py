@@ -77,8 +77,43 @@ def test_empty_file_gives_defaults():
 def test_invalid_content_names_the_key(text, named):
     with pytest.raises(ConfigurationError) as info:
         load_config(write_config(text))
-    assert named in str(info.value)
-    assert "config/system.yaml" in str(info.value)
+    assert named in info.value.reason
+    assert "config/system.yaml" in info.value.reason
+    assert info.value.hint
+
+
+@pytest.mark.parametrize(
+    ("text", "hint"),
+    [
+        ("backend: {priorty: [pytorch]}", "did you mean 'priority'?"),
+        ("backend: {defualt: openvino}", "did you mean 'default'?"),
+        ("backend: {order: [pytorch]}", "e.g. backend.order: {device: cpu}"),
+    ],
+)
+def test_a_value_under_backend_that_is_no_section_is_an_unknown_key(text, hint):
+    with pytest.raises(ConfigurationError) as info:
+        load_config(write_config(text))
+    name = text.split("{")[1].split(":")[0]
+    assert info.value.reason.startswith(f"unknown key '{name}' at backend in config/system.yaml (allowed: default, ")
+    assert hint in info.value.hint
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("backend:\n  pytorch: [a\n", "line 3, column 1: expected ',' or ']', but got '<stream end>' "
+         "(while parsing a flow sequence from line 2, column 12)"),
+        ("backend:\n  default: a: b\n", "line 2, column 13: mapping values are not allowed here"),
+        ("x: !!python/object:os.system 1\n", "line 1, column 4: could not determine a constructor for the tag"),
+        ("a: b\nc: \"\x01\"\n", "line 2, column 5: character #x0001: special characters are not allowed"),
+    ],
+)  # fmt: skip
+def test_bad_yaml_is_one_line_naming_where(text, problem):
+    with pytest.raises(ConfigurationError) as info:
+        load_config(write_config(text))
+    assert info.value.reason.startswith(f"cannot read config config/system.yaml: {problem}")
+    assert "\n" not in info.value.reason and "<unicode string>" not in info.value.reason
+    assert "quote" in info.value.hint
 
 
 def test_unknown_top_level_key_lists_allowed_keys():

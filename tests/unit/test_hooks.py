@@ -6,8 +6,10 @@ import numpy as np
 
 from muai_core.cli import main
 from muai_core.contracts import Availability
+from muai_core.errors import ConfigurationError
 from muai_core.hookspecs import hookimpl
 from muai_core.testing import CountingBackend, FaultyBackend, registered
+from tests.conftest import write_config
 
 
 def test_hook_muai_backend_available(make_manager, add_faulty):
@@ -48,6 +50,29 @@ def test_hook_muai_model_info(make_manager):
         "memory_bytes": 1024,
         "tokenizer_digest": "utf-8 bytes",
     }
+
+
+def test_hook_muai_check_settings(capsys):
+    seen = []
+
+    class Checked(CountingBackend):
+        @hookimpl
+        def muai_check_settings(self, settings):
+            seen.append(dict(settings))
+            if settings.get("speed") != "fast":
+                raise ConfigurationError(f"backend.checked.speed must be fast, got {settings.get('speed')!r}")
+
+    def doctor(config: str) -> tuple[int, str]:
+        return main(["--config", config, "doctor"]), capsys.readouterr().out
+
+    with registered(Checked(), "checked"):
+        rc, out = doctor(write_config("backend: {checked: {speed: slow}}", "slow.yaml"))
+        assert rc == 2 and "problem: config: backend.checked.speed must be fast, got 'slow'" in out
+        rc, out = doctor(write_config("backend: {checked: {speed: fast}}", "fast.yaml"))
+        assert "backend.checked" not in out
+        rc, out = doctor("none.yaml")  # no section: checked as an empty one
+        assert rc == 2 and "problem: config: backend.checked.speed must be fast, got None" in out
+    assert seen == [{"speed": "slow"}, {"speed": "fast"}, {}]
 
 
 def test_hook_muai_register_commands(capsys):

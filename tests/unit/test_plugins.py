@@ -8,7 +8,9 @@ import textwrap
 import pluggy
 import pytest
 
-from muai_core.errors import ConfigurationError, PluginError
+from muai_core import ModelManager, plugins
+from muai_core.cli import main
+from muai_core.errors import ConfigurationError, ModelLoadError, PluginError
 from muai_core.hookspecs import hookimpl
 from muai_core.plugins import PluginRegistry
 from muai_core.testing import CountingBackend
@@ -134,3 +136,50 @@ def test_unknown_backend_error_lists_installed_and_known_names_get_an_install_hi
     assert registry.check_backend_name("openvino") == "openvino"
     error = registry.unknown_backend_error("openvino")
     assert "pip install muai-openvino" in str(error)
+
+
+LEFT_OUT = "backend 'other' is installed but not loaded: MUAI_LOAD_PLUGINS=good leaves it out"
+
+
+def test_a_backend_left_out_by_load_plugins_is_named_as_such(install, monkeypatch):
+    install("muai-good", "good", GOOD)
+    install("muai-other", "other", GOOD)
+    monkeypatch.setenv("MUAI_LOAD_PLUGINS", "good")
+    registry = PluginRegistry()
+    registry.load_entry_points()
+    assert registry.check_backend_name("other") == "other"
+    with pytest.raises(ConfigurationError) as info:
+        registry.backend("other")
+    assert (info.value.reason, info.value.hint) == (LEFT_OUT, "add it to MUAI_LOAD_PLUGINS or unset the variable")
+    with pytest.raises(ModelLoadError, match=f"other: unavailable \\({LEFT_OUT}\\. add it to MUAI_LOAD_PLUGINS"):
+        ModelManager(registry=registry, backend="other").load_model("m")
+
+
+@pytest.mark.parametrize(
+    ("value", "lines"),
+    [
+        ("", ["good         muai-good 1.2.3              not loaded: MUAI_LOAD_PLUGINS='' leaves it out",
+              "other        muai-other 1.2.3             not loaded: MUAI_LOAD_PLUGINS='' leaves it out",
+              "no plugins loaded: add them to MUAI_LOAD_PLUGINS or unset the variable"]),
+        ("other", ["other        muai-other 1.2.3             available",
+                   "good         muai-good 1.2.3              not loaded: MUAI_LOAD_PLUGINS=other leaves it out"]),
+    ],
+)  # fmt: skip
+def test_plugins_command_lists_what_load_plugins_left_out(install, monkeypatch, capsys, value, lines):
+    install("muai-good", "good", GOOD)
+    install("muai-other", "other", GOOD)
+    monkeypatch.setenv("MUAI_LOAD_PLUGINS", value)
+    monkeypatch.setattr(plugins, "_default", None)  # a fresh process's registry, read from the entry points
+    assert main(["plugins"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert [line for line in out if line.split()[0] in ("good", "other", "no")] == lines
+    assert "no plugins installed" not in "\n".join(out)
+
+
+def test_doctor_says_load_plugins_left_every_backend_out(install, monkeypatch, capsys):
+    install("muai-good", "good", GOOD)
+    monkeypatch.setenv("MUAI_LOAD_PLUGINS", "")
+    monkeypatch.setattr(plugins, "_default", None)
+    assert main(["doctor"]) == 2
+    problem = next(line for line in capsys.readouterr().out.splitlines() if "no backend is" in line)
+    assert problem.startswith("problem: no backend is loaded: MUAI_LOAD_PLUGINS='' leaves out ") and "good" in problem

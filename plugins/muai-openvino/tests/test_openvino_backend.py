@@ -21,6 +21,7 @@ from muai_core.plugins import default_registry
 from muai_core.text_codec import TextCodec
 from muai_openvino.export.pipeline import file_records
 from muai_openvino.export_layout import MANIFEST
+from muai_openvino.settings import check_settings
 
 NAMES = ("gpt2", "tiny-llama")
 #: One-shot CLI runs of the exit test: a crash at interpreter shutdown did not happen every time.
@@ -227,6 +228,37 @@ def own_llama(store, tmp_path) -> str:
     """A cache_dir holding this test's own copy of the tiny-llama export, mapped by no other test's model."""
     shutil.copytree(store / "models" / "openvino" / "tiny-llama", tmp_path / "own" / "tiny-llama")
     return str(tmp_path / "own")
+
+
+@pytest.mark.parametrize(
+    "section",
+    [
+        {"precison": "INT8"},
+        {"device": "TPU"},
+        {"num_streams": 0},
+        {"performance_hint": "FAST"},
+        {"inference_num_threads": -1},
+        {"kv_cache_precision": "f8"},
+        {"precision": "INT4"},
+        {"mmap": "no"},
+        {"attention": "flash"},
+        {"cache_dir": ""},
+        {"compile_cache_dir": 3},
+    ],
+)
+def test_every_bad_setting_names_its_key_and_has_a_hint(section):
+    with pytest.raises(ConfigurationError) as info:
+        check_settings(section)
+    assert next(iter(section)) in info.value.reason and info.value.hint
+
+
+def test_doctor_reports_a_bad_section_without_loading_a_model(tmp_path, capsys):
+    from muai_core.cli import main
+
+    config = tmp_path / "system.yaml"
+    config.write_text("backend:\n  openvino:\n    precison: INT8\n")
+    assert main(["--config", str(config), "doctor"]) == 2
+    assert "problem: config: unknown key(s) precison at backend.openvino" in capsys.readouterr().out
 
 
 def test_mmap_off_reads_the_weights_into_memory_with_the_same_answers(write_config, own_llama):

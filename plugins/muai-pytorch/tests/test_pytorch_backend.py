@@ -19,6 +19,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from muai_core import ModelManager, PerformanceMonitor
 from muai_core.errors import ConfigurationError, InvalidInputError, ModelLoadError
 from muai_core.plugins import default_registry
+from muai_pytorch.settings import check_settings
 
 ARCHS = ("gpt2", "llama")
 #: One-shot CLI runs of the exit test: a crash at interpreter shutdown need not happen every time.
@@ -246,6 +247,34 @@ def test_cuda_without_a_gpu_runs_on_the_cpu_with_a_warning(tiny_models, caplog):
 def test_bad_settings_are_configuration_errors(tiny_models, settings, message):
     with pytest.raises(ConfigurationError, match=message):
         ModelManager(backend="pytorch", backend_config=settings).load_model(tiny_models["gpt2"])
+
+
+@pytest.mark.parametrize(
+    ("section", "hint"),
+    [
+        ({"devcie": "cpu"}, "allowed keys are: allow_pickle, device, dtype, enable_fallback"),
+        ({"dtype": "float64"}, "dtype: float16"),
+        ({"allow_pickle": "yes"}, "allow_pickle: true"),
+        ({"device": "banana"}, "backend.pytorch.device"),
+    ],
+)
+def test_every_bad_setting_has_a_hint(section, hint):
+    with pytest.raises(ConfigurationError) as info:
+        check_settings(section)
+    assert hint in info.value.hint
+
+
+@pytest.mark.parametrize(
+    ("section", "problem"),
+    [("devcie: cpu", "unknown key(s) devcie at backend.pytorch"), ("dtype: float64", "backend.pytorch.dtype must be")],
+)
+def test_doctor_reports_a_bad_section_without_loading_a_model(tmp_path, capsys, section, problem):
+    from muai_core.cli import main
+
+    config = tmp_path / "system.yaml"
+    config.write_text(f"backend:\n  pytorch:\n    {section}\n")
+    assert main(["--config", str(config), "doctor"]) == 2
+    assert f"problem: config: {problem}" in capsys.readouterr().out
 
 
 def test_dtype_setting_is_applied(tiny_models):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,7 @@ class NumpyModel:
 
 def load(request: LoadRequest) -> NumpyModel:
     request.require_model_type(("transformers",), NAME)
-    reject_unknown_keys(request.settings, SETTINGS, f"backend.{NAME}")
+    check_settings(request.settings)
     if not request.is_local:
         raise ModelLoadError(
             f"muai-numpy loads local model directories, and '{request.model_name}' is not one",
@@ -59,6 +60,11 @@ def load(request: LoadRequest) -> NumpyModel:
     codec = TextCodec(path, hint="the model directory needs tokenizer.json and tokenizer_config.json")
     eos_ids = directory_eos_ids(path, config, request.model_name, hint=REDOWNLOAD)
     return NumpyModel(network, codec, eos_ids, architecture, str(path))
+
+
+def check_settings(section: Mapping[str, Any]) -> None:
+    """Validate ``backend.numpy``: the core checks both keys it accepts."""
+    reject_unknown_keys(section, SETTINGS, f"backend.{NAME}")
 
 
 def parameters(model: NumpyModel) -> int:

@@ -12,7 +12,7 @@ from muai_core.availability import modules_import
 from muai_core.contracts import Availability, GenerationRequest, GenerationResult, LoadRequest
 from muai_core.decoding import decode_loop
 from muai_core.inputs import token_arrays
-from muai_numpy.loading import NAME, NumpyModel, load, parameters
+from muai_numpy.loading import NAME, NumpyModel, check_settings, load, parameters
 
 
 class NumpyBackend:
@@ -23,6 +23,10 @@ class NumpyBackend:
     @hookimpl
     def muai_load_model(self, request: LoadRequest) -> NumpyModel:
         return load(request)
+
+    @hookimpl
+    def muai_check_settings(self, settings: Mapping[str, Any]) -> None:
+        check_settings(settings)
 
     @hookimpl
     def muai_forward(self, model: NumpyModel, inputs: Mapping[str, Any]) -> dict[str, Any]:

@@ -39,12 +39,17 @@ class TemplateBackend:
     @hookimpl
     def muai_load_model(self, request: LoadRequest) -> TemplateModel:
         request.require_model_type(("transformers",), NAME)
-        reject_unknown_keys(request.settings, SETTINGS, f"backend.{NAME}")
+        self.muai_check_settings(request.settings)
         # ENGINE: load request.source (check it with muai_core.model_source.check_model_dir); raise
         # ModelLoadError with a hint when it cannot be loaded. The stand-in "weights" favour repeating a byte,
         # then the byte two above it.
         weights = np.eye(VOCAB, dtype=np.float32) * 10 + np.eye(VOCAB, k=2, dtype=np.float32) * 5
         return TemplateModel(request.model_name, "cpu", weights)
+
+    @hookimpl
+    def muai_check_settings(self, settings: Mapping[str, Any]) -> None:
+        # ENGINE: validate the rest of your section; muai doctor calls this without loading a model.
+        reject_unknown_keys(settings, SETTINGS, f"backend.{NAME}")
 
     @hookimpl
     def muai_forward(self, model: TemplateModel, inputs: Mapping[str, Any]) -> dict[str, Any]:

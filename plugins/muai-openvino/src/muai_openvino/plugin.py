@@ -10,6 +10,7 @@ from muai_core import hookimpl
 from muai_core.availability import modules_import
 from muai_core.contracts import Availability, GenerationRequest, GenerationResult, LoadRequest
 from muai_openvino import commands, generation, runtime
+from muai_openvino.settings import check_settings
 
 REQUIRED_MODULES = ("openvino", "tokenizers", "jinja2")
 
@@ -24,6 +25,10 @@ class OpenVINOBackend:
     @hookimpl
     def muai_load_model(self, request: LoadRequest) -> runtime.OpenVINOModel:
         return runtime.load(request)
+
+    @hookimpl
+    def muai_check_settings(self, settings: Mapping[str, Any]) -> None:
+        check_settings(settings)
 
     @hookimpl
     def muai_forward(self, model: runtime.OpenVINOModel, inputs: Mapping[str, Any]) -> dict[str, Any]:

@@ -63,20 +63,28 @@ def parse_settings(device: str, section: Mapping[str, Any]) -> OpenVINOSettings:
     if streams != "AUTO" and not _in_range(streams, 1):
         raise ConfigurationError(
             f"backend.openvino.num_streams must be AUTO or an int from 1 to {MAX_PARALLELISM}, "
-            f"got {short_repr(streams)}"
+            f"got {short_repr(streams)}",
+            hint="e.g. num_streams: 1 for one request at a time (the default), or AUTO",
         )
     hint = str(section.get("performance_hint", "LATENCY")).upper()
     if hint not in HINTS:
-        raise ConfigurationError(f"backend.openvino.performance_hint must be one of {', '.join(HINTS)}, got {hint!r}")
+        raise ConfigurationError(
+            f"backend.openvino.performance_hint must be one of {', '.join(HINTS)}, got {hint!r}",
+            hint="e.g. performance_hint: LATENCY (the default) for one request at a time",
+        )
     threads = section.get("inference_num_threads", 0)
     if not _in_range(threads, 0):
         raise ConfigurationError(
             f"backend.openvino.inference_num_threads must be an int from 0 (OpenVINO's choice) to {MAX_PARALLELISM}, "
-            f"got {short_repr(threads)}"
+            f"got {short_repr(threads)}",
+            hint="e.g. inference_num_threads: 4, or 0 to let OpenVINO choose",
         )
     kv = section.get("kv_cache_precision")
     if kv is not None and kv not in KV_PRECISIONS:
-        raise ConfigurationError(f"backend.openvino.kv_cache_precision must be one of {', '.join(KV_PRECISIONS)}")
+        raise ConfigurationError(
+            f"backend.openvino.kv_cache_precision must be one of {', '.join(KV_PRECISIONS)}, got {short_repr(kv)}",
+            hint="e.g. kv_cache_precision: u8 for the smallest cache; leave it out for the device's default",
+        )
     precision = str(section.get("precision", "FP32")).upper()
     if precision not in PRECISIONS:
         raise ConfigurationError(
@@ -85,15 +93,22 @@ def parse_settings(device: str, section: Mapping[str, Any]) -> OpenVINOSettings:
         )
     mmap = section.get("mmap", True)
     if not isinstance(mmap, bool):
-        raise ConfigurationError(f"backend.openvino.mmap must be true or false, got {mmap!r}")
+        raise ConfigurationError(
+            f"backend.openvino.mmap must be true or false, got {mmap!r}",
+            hint="mmap: true (the default) maps the weights file; false reads it into memory",
+        )
     attention = section.get("attention", "paged")
     if attention not in ATTENTIONS:
         raise ConfigurationError(
-            f"backend.openvino.attention must be one of {', '.join(ATTENTIONS)}, got {attention!r}"
+            f"backend.openvino.attention must be one of {', '.join(ATTENTIONS)}, got {attention!r}",
+            hint="attention: paged (the default) or stateful, the KV cache in the graph's state",
         )
     for key in ("cache_dir", "compile_cache_dir"):
         if key in section and (not isinstance(section[key], str) or not section[key]):
-            raise ConfigurationError(f"backend.openvino.{key} must be a directory path, got {section[key]!r}")
+            raise ConfigurationError(
+                f"backend.openvino.{key} must be a directory path, got {section[key]!r}",
+                hint=f"e.g. {key}: models/openvino-cache, or leave it out",
+            )
     return OpenVINOSettings(
         device=normalize_device(device),
         cache_dir=section.get("cache_dir"),
@@ -106,6 +121,11 @@ def parse_settings(device: str, section: Mapping[str, Any]) -> OpenVINOSettings:
         mmap=mmap,
         attention=attention,
     )
+
+
+def check_settings(section: Mapping[str, Any]) -> None:
+    """Validate ``backend.openvino`` as a load would, on the device it names (default: CPU)."""
+    parse_settings(str(section.get("device", "cpu")), section)
 
 
 def _in_range(value: Any, minimum: int) -> bool:

@@ -11,6 +11,7 @@ from muai_core.availability import modules_import
 from muai_core.contracts import Availability, GenerationRequest, GenerationResult, LoadRequest
 from muai_pytorch import commands, generation, loading
 from muai_pytorch.pull import BUILTIN
+from muai_pytorch.settings import check_settings
 
 REQUIRED_MODULES = ("torch", "transformers", "safetensors")
 #: ``dtype`` setting -> the element type muai's model info reports as ``inference_precision``.
@@ -27,6 +28,10 @@ class PyTorchBackend:
     @hookimpl
     def muai_load_model(self, request: LoadRequest) -> loading.PyTorchModel:
         return loading.load(request)
+
+    @hookimpl
+    def muai_check_settings(self, settings: Mapping[str, Any]) -> None:
+        check_settings(settings)
 
     @hookimpl
     def muai_forward(self, model: loading.PyTorchModel, inputs: Mapping[str, Any]) -> dict[str, Any]:

@@ -27,11 +27,22 @@ def parse_settings(device: str, section: Mapping[str, Any]) -> PyTorchSettings:
     reject_unknown_keys(section, KEYS, "backend.pytorch")
     dtype = section.get("dtype", "float32")
     if dtype not in DTYPES:
-        raise ConfigurationError(f"backend.pytorch.dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+        raise ConfigurationError(
+            f"backend.pytorch.dtype must be one of {', '.join(DTYPES)}, got {dtype!r}",
+            hint="e.g. dtype: float16 (half the memory of the default float32)",
+        )
     allow_pickle = section.get("allow_pickle", False)
     if not isinstance(allow_pickle, bool):
-        raise ConfigurationError(f"backend.pytorch.allow_pickle must be true or false, got {allow_pickle!r}")
+        raise ConfigurationError(
+            f"backend.pytorch.allow_pickle must be true or false, got {allow_pickle!r}",
+            hint="allow_pickle: true loads .bin pickle checkpoints; leave it out to load safetensors only",
+        )
     return PyTorchSettings(device=torch_device(device), dtype=dtype, allow_pickle=allow_pickle)
+
+
+def check_settings(section: Mapping[str, Any]) -> None:
+    """Validate ``backend.pytorch`` as a load would, on the device it names (default: cpu)."""
+    parse_settings(str(section.get("device", "cpu")), section)
 
 
 def torch_device(requested: str) -> str:
@@ -55,5 +66,8 @@ def torch_device(requested: str) -> str:
         log.warning("muai-pytorch: device %r requested but CUDA is not available; running on the CPU", requested)
         return "cpu"
     if index and int(index) >= torch.cuda.device_count():
-        raise ConfigurationError(f"{requested!r} does not exist: {torch.cuda.device_count()} CUDA device(s) here")
+        raise ConfigurationError(
+            f"{requested!r} does not exist: {torch.cuda.device_count()} CUDA device(s) here",
+            hint=f"use cuda:0 to cuda:{torch.cuda.device_count() - 1}, or cuda for the first one",
+        )
     return name
