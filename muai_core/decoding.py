@@ -1,20 +1,25 @@
-"""A token-by-token decode loop for backends whose engine returns logits per step."""
+"""Generation loops for backends: ``decode_loop`` for engines that return logits per step, ``token_loop`` for
+engines that run their own generation loop and hand back token ids one by one."""
 
 from __future__ import annotations
 
+import itertools
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
 
 from muai_core.contracts import GenerationRequest, GenerationResult
-from muai_core.errors import BackendError, InvalidInputError, PartialGeneration, UnsupportedRequest
+from muai_core.errors import BackendError, InferenceError, InvalidInputError, PartialGeneration, UnsupportedRequest
 from muai_core.sampling import Penalty, next_token
 from muai_core.text import TextStream
 
 #: Feeds the given token ids (the prompt first, then one token at a time) and returns the logits of the last.
 Step = Callable[[np.ndarray], Any]
+#: Starts an engine's own generation after ``ids`` (the prompt, then any ``resume_ids``) for at most ``budget``
+#: new tokens, and yields each new token id as it comes: ``engine(ids, budget)``.
+TokenEngine = Callable[[list[int], int], Iterable[int]]
 
 
 def decode_loop(
@@ -28,48 +33,71 @@ def decode_loop(
 ) -> GenerationResult:
     """Generate with ``step`` until the budget, an EOS or stop token, a stop string or the streamer says stop.
 
-    A resumed request continues after its ``resume_ids``, which count in the budget and the result.
-    A failing step, or non-finite logits, raises ``PartialGeneration`` holding the tokens produced so far
-    (so the resolver can fall back and resume); ``InvalidInputError`` and ``UnsupportedRequest`` pass as raised.
+    Samples each token itself (``ignore_eos``, ``min_new_tokens`` and ``repetition_penalty`` included); the
+    rest is ``token_loop``'s: a resumed request continues after its ``resume_ids``, and a failing step, or
+    non-finite logits, raises ``PartialGeneration`` holding the tokens produced so far.
+    """
+
+    def engine(ids: list[int], budget: int) -> Iterator[int]:
+        return _sampled_tokens(step, ids, len(prompt_ids), request, eos_ids)
+
+    return token_loop(engine, prompt_ids, request, decode, eos_ids=eos_ids, context_length=context_length)
+
+
+def token_loop(
+    engine: TokenEngine,
+    prompt_ids: Sequence[int],
+    request: GenerationRequest,
+    decode: Callable[[Sequence[int]], str],
+    *,
+    eos_ids: Collection[int] = (),
+    context_length: int | None = None,
+) -> GenerationResult:
+    """Run an engine that generates by itself (``engine(ids, budget)`` yields new token ids) as ``muai_generate``.
+
+    The engine samples: it must honour ``do_sample``, ``temperature``, ``top_k``, ``top_p``, ``seed``,
+    ``repetition_penalty``, ``ignore_eos`` and ``min_new_tokens`` (hold EOS and ``stop_token_ids`` back), and
+    yield the EOS or stop token it ends on. This loop does the rest: the budget, ending on EOS (unless
+    ``ignore_eos``) or a stop token once ``min_new_tokens`` are out, stop strings, streaming, timings, resuming
+    after ``resume_ids`` and the result. It closes the engine's iterator when generation ends before the
+    engine does. An engine error becomes ``PartialGeneration`` holding the tokens produced so far (so the
+    resolver can fall back and resume); ``InvalidInputError``, ``UnsupportedRequest`` and ``PartialGeneration``
+    pass as raised. An iterator that ends early ends generation (``finish_reason`` ``"length"`` unless it ended
+    on an EOS or stop token).
     """
     if not prompt_ids:
         raise InvalidInputError("the prompt encodes to no tokens", hint="pass some text the tokenizer can encode")
     new_ids = list(request.resume_ids)
     budget = request.new_token_budget(len(prompt_ids), context_length) - len(new_ids)
-    rng = np.random.default_rng(request.seed)
     stream = TextStream(decode, request.streamer, request.stop, new_ids)
-    enders = frozenset({*eos_ids, *request.stop_token_ids})
-    banned = sorted(eos_ids) if request.ignore_eos else []
-    held, min_new = sorted({*banned, *enders}), request.min_new_tokens  # held back until min_new tokens are out
-    penalty = None
-    if request.repetition_penalty != 1.0:
-        penalty = Penalty([*prompt_ids, *new_ids], request.repetition_penalty)
+    eos = frozenset(eos_ids)
+    enders = frozenset(request.stop_token_ids) | (frozenset() if request.ignore_eos else eos)
     stamps: list[float] = []
     finish = "length"
     started = time.perf_counter()
-    ids = np.asarray([[*prompt_ids, *new_ids]], dtype=np.int64)
-    for index in range(budget):
-        logits = _checked_step(step, ids, index, new_ids)
-        if index == 0:
-            request.check_token_ids(logits.shape[-1])
-        if penalty is not None:
-            logits = penalty(logits)
-        token = next_token(logits, request, rng, held if len(new_ids) < min_new else banned)
-        stamps.append(time.perf_counter())
-        new_ids.append(token)
-        if penalty is not None:
-            penalty.saw(token)
-        stream.push(token)
-        if stream.stopped_by_string:
-            finish = "stop"
-            break
-        if token in enders:
-            finish = "eos" if token in eos_ids else "stop"
-            break
-        if stream.stopped:
-            finish = "stopped"
-            break
-        ids = np.asarray([[token]], dtype=np.int64)
+    tokens = _engine_call(lambda: iter(engine([*prompt_ids, *new_ids], budget)), new_ids)
+    try:
+        while len(stamps) < budget:
+            token = _engine_call(lambda: next(tokens, None), new_ids)
+            if token is None:
+                finish = _reason(new_ids[-1], eos, request) if new_ids else "length"
+                break
+            stamps.append(time.perf_counter())
+            new_ids.append(int(token))
+            stream.push(new_ids[-1])
+            if stream.stopped_by_string:
+                finish = "stop"
+                break
+            if new_ids[-1] in enders and len(new_ids) > request.min_new_tokens:
+                finish = _reason(new_ids[-1], eos, request)
+                break
+            if stream.stopped:
+                finish = "stopped"
+                break
+    finally:
+        close = getattr(tokens, "close", None)
+        if close is not None:
+            close()
     stream.finish()
     completion = decode(new_ids)
     text = decode([*prompt_ids, *new_ids]) if request.keeps_prompt else completion
@@ -94,14 +122,43 @@ def partial_generation(exc: Exception, produced: Sequence[int]) -> PartialGenera
     return PartialGeneration(message, produced_ids=tuple(produced), hint=hint)
 
 
-def _checked_step(step: Step, ids: np.ndarray, index: int, produced: list[int]) -> Any:
-    """``step(ids)``, its failure (or non-finite logits) raised as ``PartialGeneration`` from the engine's error."""
+def _sampled_tokens(
+    step: Step, ids: list[int], prompt_length: int, request: GenerationRequest, eos_ids: Collection[int]
+) -> Iterator[int]:
+    """The tokens ``step``'s logits give, sampled as ``request`` asks, after ``ids`` (prompt and resumed tokens)."""
+    rng = np.random.default_rng(request.seed)
+    banned = sorted(eos_ids) if request.ignore_eos else []
+    held = sorted({*banned, *eos_ids, *request.stop_token_ids})  # held back until min_new_tokens are out
+    produced = len(ids) - prompt_length
+    penalty = Penalty(ids, request.repetition_penalty) if request.repetition_penalty != 1.0 else None
+    feed = np.asarray([ids], dtype=np.int64)
+    for index in itertools.count(produced):
+        logits = step(feed)
+        if index == produced:
+            request.check_token_ids(logits.shape[-1])
+        if not np.isfinite(logits).all():
+            raise InferenceError(f"the model produced non-finite logits at step {index - produced}")
+        if penalty is not None:
+            logits = penalty(logits)
+        token = next_token(logits, request, rng, held if index < request.min_new_tokens else banned)
+        if penalty is not None:
+            penalty.saw(token)
+        yield token
+        feed = np.asarray([[token]], dtype=np.int64)
+
+
+def _engine_call(call: Callable[[], Any], produced: list[int]) -> Any:
+    """``call()``, an engine's failure raised as ``PartialGeneration`` from its error."""
     try:
-        logits = step(ids)
-    except (InvalidInputError, UnsupportedRequest):
+        return call()
+    except (InvalidInputError, UnsupportedRequest, PartialGeneration):
         raise
     except Exception as exc:
         raise partial_generation(exc, produced) from exc
-    if not np.isfinite(logits).all():
-        raise PartialGeneration(f"the model produced non-finite logits at step {index}", produced_ids=tuple(produced))
-    return logits
+
+
+def _reason(token: int, eos: frozenset[int], request: GenerationRequest) -> str:
+    """The finish reason of generation that ended on ``token``."""
+    if token in eos and not request.ignore_eos:
+        return "eos"
+    return "stop" if token in request.stop_token_ids else "length"
