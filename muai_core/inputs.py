@@ -37,6 +37,14 @@ def token_arrays(inputs: Mapping[str, Any], vocab_size: int, context_length: int
     return ids, mask
 
 
+def position_ids(mask: Any) -> Any:
+    """The position of each token counting only unmasked ones (as transformers' ``generate`` sets them), so a
+    left-padded row gives, at its real positions, the logits it gives alone."""
+    import numpy as np
+
+    return np.maximum(np.cumsum(mask, axis=-1) - 1, 0).astype(np.int64)
+
+
 def _int_array(value: Any, name: str) -> Any:
     import numpy as np
 

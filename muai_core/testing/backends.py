@@ -1,14 +1,17 @@
-"""Two small real backends: a byte-level counting model, and one that fails where a test asks it to."""
+"""Small real backends: a byte-level counting model (also as an engine with its own generation loop), and one
+that fails where a test asks it to."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import math
+import random
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from muai_core import chat_template
 from muai_core.contracts import Availability, GenerationRequest, GenerationResult, LoadRequest
-from muai_core.decoding import decode_loop
+from muai_core.decoding import decode_loop, token_loop
 from muai_core.errors import UnsupportedRequest
 from muai_core.hookspecs import hookimpl
 from muai_core.inputs import token_arrays
@@ -17,6 +20,8 @@ VOCAB = 256
 CONTEXT = 4096
 #: The counting backends' tokenizer: UTF-8 bytes.
 TOKENIZER = "utf-8 bytes"
+#: The end-of-sequence byte of ``TokenBackend`` (DEL, which follows ``~``).
+TOKEN_BACKEND_EOS = 0x7F
 
 
 @dataclass
@@ -65,7 +70,7 @@ class CountingBackend:
     def muai_forward(self, model: CountingModel, inputs: Mapping[str, Any]) -> dict[str, Any]:
         import numpy as np
 
-        ids, _ = token_arrays(inputs, VOCAB)
+        ids, _ = token_arrays(inputs, VOCAB, CONTEXT)
         logits = np.full((*ids.shape, VOCAB), -10.0, dtype=np.float32)
         np.put_along_axis(logits, ((ids + 1) % VOCAB)[..., None], 10.0, axis=-1)
         np.put_along_axis(logits, ((ids + 2) % VOCAB)[..., None], 5.0, axis=-1)
@@ -90,6 +95,29 @@ class CountingBackend:
             "memory_bytes": model.memory_bytes,
             "tokenizer_digest": self.tokenizer,
         }
+
+
+class TokenBackend(CountingBackend):
+    """The counting model as an engine that runs its own generation loop, through ``token_loop``.
+
+    Its engine yields each next byte itself: the previous byte plus one (then plus two, three), greedy or
+    sampled with ``temperature`` from its own seeded generator, with ``repetition_penalty``, and ends on its
+    EOS byte ``TOKEN_BACKEND_EOS`` (so the prompt ``"}"`` is answered ``"~"`` and EOS).
+    """
+
+    def __init__(self, name: str = "tokens") -> None:
+        super().__init__(name)
+
+    @hookimpl
+    def muai_generate(self, model: CountingModel, request: GenerationRequest) -> GenerationResult:
+        prompt = chat_template.prompt_text(request, None, {})
+        request.check_token_ids(VOCAB)
+
+        def engine(ids: list[int], budget: int) -> Iterator[int]:
+            return _counting_engine(ids, request, frozenset({TOKEN_BACKEND_EOS}))
+
+        eos, ids = {TOKEN_BACKEND_EOS}, list(prompt.encode("utf-8"))
+        return token_loop(engine, ids, request, _decode_text, eos_ids=eos, context_length=CONTEXT)
 
 
 @dataclass
@@ -168,5 +196,31 @@ def _next_byte_logits(ids: Any) -> Any:
     return logits
 
 
+def _counting_engine(ids: list[int], request: GenerationRequest, eos: frozenset[int]) -> Iterator[int]:
+    """Yields the bytes after ``ids`` as an engine with its own loop would: it samples and holds tokens back."""
+    rng = random.Random(request.seed)
+    seen, last, produced = set(ids), ids[-1], len(request.resume_ids)
+    while True:
+        held = set(eos) if request.ignore_eos else set()
+        if produced < request.min_new_tokens:
+            held |= {*eos, *request.stop_token_ids}
+        scores = {(last + step) % VOCAB: 10.0 / step for step in (1, 2, 3) if (last + step) % VOCAB not in held}
+        penalty = request.repetition_penalty
+        scores = {token: score / penalty if token in seen else score for token, score in scores.items()}
+        if request.do_sample:
+            weights = [math.exp((score - 10.0) / request.temperature) for score in scores.values()]
+            last = rng.choices(list(scores), weights)[0]
+        else:
+            last = max(scores, key=scores.__getitem__)
+        seen.add(last)
+        produced += 1
+        yield last
+
+
 def _decode(ids: Sequence[int]) -> str:
     return bytes(ids).decode("utf-8", errors="replace")
+
+
+def _decode_text(ids: Sequence[int]) -> str:
+    """``TokenBackend``'s decoding: its EOS byte is a special token, which adds no text."""
+    return _decode([i for i in ids if i != TOKEN_BACKEND_EOS])

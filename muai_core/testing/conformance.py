@@ -70,6 +70,11 @@ class ConformanceTarget:
     :param model: a model name ``ModelManager`` resolves with ``config``.
     :param config: the content of ``config/system.yaml`` for these tests (e.g. ``models_dir``, your section).
     :param prompt: a prompt the model encodes to a few tokens.
+    :param eos_prompt: a prompt the model answers (greedy) with its end-of-sequence token within
+        ``BackendConformance.long_budget`` tokens; without one the EOS check tries ``prompt`` and skips when
+        the model never ends.
+    :param reference: another backend (e.g. ``"pytorch"``) whose greedy token ids must equal this one's on
+        the same model; the check skips when it is not installed or not available.
     """
 
     factory: Callable[[], object]
@@ -77,6 +82,8 @@ class ConformanceTarget:
     model: str
     config: Mapping[str, Any] = field(default_factory=dict)
     prompt: str = "The capital of France is"
+    eos_prompt: str | None = None
+    reference: str | None = None
 
 
 class InjectedFault(RuntimeError):
@@ -160,6 +167,30 @@ class BackendConformance:
         precision = manager.get_model_info(conformance_target.model)["model_info"].get("inference_precision")
         np.testing.assert_allclose(paired[0], alone[0], rtol=1e-3, atol=logits_tolerance(precision, alone[0]))
 
+    def test_forward_with_a_left_padded_mask_matches_the_unpadded_row(self, make_manager, conformance_target):
+        # transformers' semantics: masked (padding) positions change nothing at the real ones
+        manager, _, monitor = make_manager()
+        ids = list(self.generate(manager, conformance_target, ignore_eos=True).token_ids[:4])
+        short = ids[1:]
+        inputs = {"input_ids": [ids, [ids[0], *short]], "attention_mask": [[1] * len(ids), [0] + [1] * len(short)]}
+        padded = manager.forward(conformance_target.model, inputs)["logits"]
+        if monitor.detour_events():
+            assert padded.shape[:2] == (2, len(ids)), "the partner that took the padded call answered wrongly"
+            return  # the backend refused padding with UnsupportedRequest and a partner took the call
+        alone = manager.forward(conformance_target.model, {"input_ids": [short]})["logits"]
+        precision = manager.get_model_info(conformance_target.model)["model_info"].get("inference_precision")
+        np.testing.assert_allclose(padded[1, 1:], alone[0], rtol=1e-3, atol=logits_tolerance(precision, alone[0]))
+
+    def test_forward_longer_than_the_context_is_refused(self, make_manager, conformance_target):
+        manager, _, monitor = make_manager()
+        manager.load_model(conformance_target.model)
+        context = manager.get_model_info(conformance_target.model)["model_info"].get("context_length")
+        if not context:
+            pytest.skip("the model reports no context_length")
+        with pytest.raises(InvalidInputError):
+            manager.forward(conformance_target.model, {"input_ids": [[0] * (context + 1)]})
+        assert monitor.fallback_events() == monitor.detour_events() == [], "an over-long input must not fall back"
+
     @pytest.mark.parametrize(
         "inputs",
         [{"input_ids": [[-1]]}, {"input_ids": [[10**9]]}, {"input_ids": [[0.5]]}, {"input_ids": [[]]},
@@ -220,6 +251,46 @@ class BackendConformance:
         assert 1 <= len(result.token_ids) <= 2
         with pytest.raises(InvalidInputError):
             self.generate(manager, conformance_target, max_new_tokens=None, max_length=prompt_tokens)
+
+    def test_generation_ending_on_eos_ends_with_it_and_shows_no_text_of_it(self, make_manager, conformance_target):
+        manager, _, _ = make_manager()
+        target = conformance_target
+        pieces: list[str] = []
+        prompt = target.eos_prompt or target.prompt
+        result = manager.generate_result(
+            target.model, prompt, streamer=pieces.append, max_new_tokens=self.long_budget, return_full_text=False
+        )
+        if result.finish_reason != "eos":
+            assert target.eos_prompt is None, f"eos_prompt {prompt!r} ended with {result.finish_reason!r}, not eos"
+            pytest.skip(f"the model did not end {prompt!r} with EOS within {self.long_budget} tokens")
+        assert "".join(pieces) == result.completion and result.text == result.completion
+        before = manager.generate_result(
+            target.model, prompt, max_new_tokens=len(result.token_ids) - 1, return_full_text=False
+        )
+        assert before.token_ids == result.token_ids[:-1] and before.finish_reason == "length"
+        assert result.completion == before.completion, "the EOS token added text to the completion"
+
+    def test_greedy_tokens_match_the_reference_backend(self, make_manager, conformance_target, muai_workdir):
+        target = conformance_target
+        if target.reference is None:
+            pytest.skip("the target names no reference backend")
+        registry = PluginRegistry()
+        registry.load_entry_points()
+        if target.reference not in registry.backend_names():
+            pytest.skip(f"the reference backend {target.reference!r} is not installed")
+        if not registry.backend(target.reference).available().available:
+            pytest.skip(f"the reference backend {target.reference!r} is not available here")
+        manager, _, _ = make_manager()
+        path = muai_workdir / f"conformance-{target.reference}.yaml"
+        path.write_text(yaml.safe_dump(_merged(target.config, (target.reference,), False)), encoding="utf-8")
+        reference = ModelManager(backend=target.reference, config_path=path, registry=registry)
+        try:
+            for prompt in (target.prompt, target.prompt.split()[0], f"{target.prompt} {target.prompt}"):
+                kwargs = {"max_new_tokens": self.new_tokens, "ignore_eos": True}
+                expected = reference.generate_result(target.model, prompt, **kwargs).token_ids
+                assert manager.generate_result(target.model, prompt, **kwargs).token_ids == expected, prompt
+        finally:
+            reference.unload_model(target.model)
 
     def test_greedy_generation_is_deterministic(self, make_manager, conformance_target):
         manager, _, _ = make_manager()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from muai_core.testing import CountingBackend
+from muai_core.testing import CountingBackend, TokenBackend
 from muai_core.testing.conformance import BackendConformance, ConformanceTarget, logits_tolerance
 
 
@@ -23,3 +23,11 @@ def test_logits_tolerance_follows_the_precision_that_ran():
     assert logits_tolerance("bf16", reference) == 2 * logits_tolerance("bf16", reference / 2)
     with pytest.raises(ValueError, match="inference_precision"):
         logits_tolerance("f8", reference)
+
+
+class TestTokenLoopBackendConformance(BackendConformance):
+    """The suite on a backend whose engine runs its own generation loop (``token_loop``)."""
+
+    @pytest.fixture
+    def conformance_target(self) -> ConformanceTarget:
+        return ConformanceTarget(TokenBackend, "tokens", model="any-name", eos_prompt="}")

@@ -10,7 +10,7 @@ import numpy as np
 from muai_core.contracts import GenerationRequest, GenerationResult
 from muai_core.decoding import Step, decode_loop
 from muai_core.errors import InferenceError
-from muai_core.inputs import token_arrays
+from muai_core.inputs import position_ids, token_arrays
 from muai_openvino.paged import PagedStep
 from muai_openvino.runtime import OpenVINOModel
 
@@ -77,7 +77,7 @@ def forward(handle: OpenVINOModel, inputs: Mapping[str, Any]) -> dict[str, Any]:
             {
                 "input_ids": ids,
                 "attention_mask": mask,
-                "position_ids": np.broadcast_to(np.arange(ids.shape[1], dtype=np.int64), ids.shape).copy(),
+                "position_ids": position_ids(mask),
                 "beam_idx": np.arange(ids.shape[0], dtype=np.int32),
             }
         )

@@ -11,7 +11,7 @@ from typing import Any
 from muai_core.contracts import GenerationRequest, GenerationResult
 from muai_core.decoding import partial_generation
 from muai_core.errors import InvalidInputError, UnsupportedRequest
-from muai_core.inputs import token_arrays
+from muai_core.inputs import position_ids, token_arrays
 from muai_core.text import TextStream, prompt_text
 from muai_pytorch.loading import PyTorchModel
 
@@ -89,6 +89,7 @@ def forward(handle: PyTorchModel, inputs: Mapping[str, Any]) -> dict[str, Any]:
         out = handle.model(
             input_ids=torch.from_numpy(ids).to(handle.device),
             attention_mask=torch.from_numpy(mask).to(handle.device),
+            position_ids=torch.from_numpy(position_ids(mask)).to(handle.device),
         )
     return {"logits": out.logits.float().cpu().numpy()}
 
