@@ -115,7 +115,7 @@ class PartialGeneration(InferenceError):
     """A generation failed after producing ``produced_ids`` (the new token ids so far, in order).
 
     Raised from the engine's error (its ``__cause__``), so that the next backend can resume from those
-    tokens instead of starting again. ``muai_core.decoding.decode_loop`` raises it for you.
+    tokens instead of starting again. ``muai_core.decoding.decode_loop`` and ``token_loop`` raise it for you.
     """
 
     def __init__(self, message: str, *, produced_ids: tuple[int, ...], hint: str | None = None) -> None:

@@ -280,15 +280,17 @@ class BackendConformance:
             pytest.skip(f"the reference backend {target.reference!r} is not installed")
         if not registry.backend(target.reference).available().available:
             pytest.skip(f"the reference backend {target.reference!r} is not available here")
+        registry.register(CountingBackend(PARTNER), PARTNER)
         manager, _, _ = make_manager()
         path = muai_workdir / f"conformance-{target.reference}.yaml"
-        path.write_text(yaml.safe_dump(_merged(target.config, (target.reference,), False)), encoding="utf-8")
+        path.write_text(yaml.safe_dump(_merged(target.config, (target.reference, PARTNER), False)), encoding="utf-8")
         reference = ModelManager(backend=target.reference, config_path=path, registry=registry)
         try:
             for prompt in (target.prompt, target.prompt.split()[0], f"{target.prompt} {target.prompt}"):
                 kwargs = {"max_new_tokens": self.new_tokens, "ignore_eos": True}
-                expected = reference.generate_result(target.model, prompt, **kwargs).token_ids
-                assert manager.generate_result(target.model, prompt, **kwargs).token_ids == expected, prompt
+                expected = reference.generate_result(target.model, prompt, **kwargs)
+                assert expected.backend == target.reference, reference.explain(target.model)
+                assert manager.generate_result(target.model, prompt, **kwargs).token_ids == expected.token_ids, prompt
         finally:
             reference.unload_model(target.model)
 

@@ -53,7 +53,7 @@ class TemplateBackend:
 
     @hookimpl
     def muai_forward(self, model: TemplateModel, inputs: Mapping[str, Any]) -> dict[str, Any]:
-        ids, _ = token_arrays(inputs, VOCAB)
+        ids, _ = token_arrays(inputs, VOCAB, CONTEXT)  # refuses sequences longer than the context
         return {"logits": model.weights[ids]}  # ENGINE: your forward pass, float32 [batch, seq, vocab]
 
     @hookimpl
@@ -64,6 +64,9 @@ class TemplateBackend:
             # ENGINE: feed ``ids`` (the prompt, then one token at a time) and return the last position's logits.
             return weights[ids[0, -1]]
 
+        # ENGINE: an engine that runs its own generation loop (it samples and yields token ids itself) uses
+        # muai_core.decoding.token_loop(engine, prompt_ids, request, _decode, ...) instead, where
+        # engine(ids, budget) yields the new ids after ``ids``; see docs/writing-a-backend.md.
         # ENGINE: your tokenizer and the model's chat template (muai_core.text_codec.TextCodec.prompt_text);
         # this stand-in has no template, so it refuses chat and messages with InvalidInputError.
         prompt_ids = list(chat_template.prompt_text(request, None, {}).encode("utf-8"))
