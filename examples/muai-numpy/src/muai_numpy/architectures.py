@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from muai_core.errors import ModelLoadError
+from muai_core.inputs import position_ids
 from muai_numpy.layers import (
     attention,
     gelu_tanh,
@@ -129,7 +130,7 @@ class GPT2(Network):
         self.wte, self.wpe = self.weight("wte.weight"), self.weight("wpe.weight")
 
     def run(self, ids: np.ndarray, key_mask: np.ndarray, cache: KVCache) -> np.ndarray:
-        positions = cache.length + np.arange(ids.shape[1])
+        positions = position_ids(key_mask)[:, -ids.shape[1] :]  # left padding shifts a row's positions
         h = self.wte[ids] + self.wpe[positions]
         for i in range(self.layers):
             p = f"h.{i}."
