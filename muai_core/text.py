@@ -14,7 +14,8 @@ class TextStream:
     """Feeds a ``Streamer`` the text that each new token adds, and watches for stop strings.
 
     Text that ends in an incomplete UTF-8 sequence (decoded as U+FFFD) is held back until whole, or until
-    ``finish()`` sends what is left, so the pieces always add up to the completion. With ``stop`` strings,
+    ``finish()`` sends what is left, so the pieces always add up to the completion. Trailing spaces wait for the
+    next token too: tokenizers that clean up spaces (" ." -> ".") rewrite them once it comes. With ``stop`` strings,
     the generated text is searched (only where a new match can be) after each token: at the earliest match
     the text is cut there and ``stopped_by_string`` is set, and a tail that could be the start of a stop
     string is held back until it is not, so no piece ever shows part of a stop string.
@@ -57,6 +58,7 @@ class TextStream:
             return
         text = self._decode(self._ids)
         release = self._sent if text.endswith("\ufffd") else len(text)
+        release = min(release, len(text.rstrip()))  # a later token may still fold trailing spaces (" ." -> ".")
         if self._stops:
             self._decoded = text
             self.cut = self._find_stop(text)

@@ -126,3 +126,19 @@ def test_pieces_stop_before_the_first_stop_string_and_never_show_part_of_it(text
             break
     stream.finish()
     assert "".join(pieces) == stream.trim(pushed) == expected
+
+
+def _decode_with_cleanup(ids):
+    """Like a Hugging Face tokenizer with clean_up_tokenization_spaces: a space before punctuation is folded."""
+    return _decode(ids).replace(" .", ".").replace(" ,", ",")
+
+
+@given(st.lists(st.sampled_from(list(b"ab .,")), max_size=30))
+def test_a_later_token_that_folds_spaces_never_changes_a_sent_piece(data):
+    pieces: list[str] = []
+    stream = TextStream(_decode_with_cleanup, pieces.append)
+    for index, byte in enumerate(data):
+        stream.push(byte)
+        assert _decode_with_cleanup(data[: index + 1]).startswith("".join(pieces))
+    stream.finish()
+    assert "".join(pieces) == _decode_with_cleanup(data)
