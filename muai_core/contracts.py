@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -59,7 +60,7 @@ class LoadRequest:
 
 _SAMPLING_KEYS = ("temperature", "top_k", "top_p")
 #: Request fields the core sets itself; ``generate`` does not accept them.
-_INTERNAL_FIELDS = ("resume_ids",)
+_INTERNAL_FIELDS = ("resume_ids", "cancel")
 
 #: Below this, logits divided by the temperature overflow float32 (inf) on some backends; it is near-greedy anyway.
 MIN_TEMPERATURE = 1e-3
@@ -80,6 +81,8 @@ class GenerationRequest:
     with ``"stop"``. ``min_new_tokens`` bans EOS and ``stop_token_ids`` until that many tokens are out.
     ``repetition_penalty`` (transformers' semantics) divides the positive logits of every token already in
     the prompt or the output by it, and multiplies the negative ones; 1.0 changes nothing.
+    ``cancel`` (set by the manager, never by callers) ends generation at the next token once it is set: a
+    stream left early or a cancelled ``agenerate`` (``TextStream`` checks it on every token).
     ``resume_ids`` (set by the manager, never by callers) are new tokens another backend already produced:
     the generation continues after them (see docs/writing-a-backend.md, "Resuming a generation").
     ``messages`` is a conversation (``{"role": ..., "content": ...}`` dicts) sent through the chat template instead
@@ -104,6 +107,7 @@ class GenerationRequest:
     streamer: Streamer | None = None
     resume_ids: tuple[int, ...] = ()
     messages: tuple[Mapping[str, str], ...] | None = None
+    cancel: threading.Event | None = field(default=None, compare=False)
 
     @classmethod
     def from_kwargs(cls, prompt: Any = None, max_length: Any = 100, **kwargs: Any) -> GenerationRequest:

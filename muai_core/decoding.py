@@ -69,7 +69,7 @@ def token_loop(
         raise InvalidInputError("the prompt encodes to no tokens", hint="pass some text the tokenizer can encode")
     new_ids = list(request.resume_ids)
     budget = request.new_token_budget(len(prompt_ids), context_length) - len(new_ids)
-    stream = TextStream(decode, request.streamer, request.stop, new_ids)
+    stream = TextStream(decode, request.streamer, request.stop, new_ids, request.cancel)
     eos = frozenset(eos_ids)
     enders = frozenset(request.stop_token_ids) | (frozenset() if request.ignore_eos else eos)
     stamps: list[float] = []

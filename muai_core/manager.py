@@ -20,7 +20,7 @@ from muai_core.model_source import resolve_model
 from muai_core.monitor import PerformanceMonitor, default_monitor
 from muai_core.plugins import PluginRegistry, default_registry
 from muai_core.resolver import USER_ERRORS, CallerError, LoadedModel, LoadPlan, Resolver, engine_error
-from muai_core.streaming import AsyncStream, Stream, call_in_thread, stopping
+from muai_core.streaming import AsyncStream, Stream, call_in_thread
 
 BackendChoice = str | Sequence[str] | None
 #: One prompt, or a batch of them (a list).
@@ -206,7 +206,9 @@ class ModelManager:
         the loop early stops generation and frees the model for the next request.
         """
         request = _streamed(prompt, max_length, {**kwargs, "messages": messages})
-        return Stream(lambda streamer: self._generate(model_name, replace(request, streamer=streamer)))
+        return Stream(
+            lambda streamer, cancel: self._generate(model_name, replace(request, streamer=streamer, cancel=cancel))
+        )
 
     async def agenerate(
         self,
@@ -228,7 +230,7 @@ class ModelManager:
             for request in requests:
                 if stop.is_set():
                     break
-                results.append(self._generate(model_name, replace(request, streamer=stopping(request.streamer, stop))))
+                results.append(self._generate(model_name, replace(request, cancel=stop)))
             return [r.text for r in results] if _is_batch(prompt) else results[0].text
 
         return await call_in_thread(work)
@@ -247,7 +249,9 @@ class ModelManager:
         Cancelling the consuming task, or closing the stream (``aclose()``, ``async with``), stops generation.
         """
         request = _streamed(prompt, max_length, {**kwargs, "messages": messages})
-        return AsyncStream(lambda streamer: self._generate(model_name, replace(request, streamer=streamer)))
+        return AsyncStream(
+            lambda streamer, cancel: self._generate(model_name, replace(request, streamer=streamer, cancel=cancel))
+        )
 
     def _generate(self, model_name: str, request: GenerationRequest) -> GenerationResult:
         """Run one checked request; a backend failing mid-generation hands its tokens to the next, which

@@ -18,7 +18,7 @@ from muai_core.contracts import GenerationResult, Streamer
 T = TypeVar("T")
 
 #: Runs one generation with the given streamer and returns its result.
-Start = Callable[[Streamer], GenerationResult]
+Start = Callable[[Streamer, threading.Event], GenerationResult]
 
 _PIECE, _DONE, _ERROR = "piece", "done", "error"
 
@@ -45,7 +45,7 @@ class _Worker:
 
     def _run(self) -> None:
         try:
-            result = self._start(stopping(lambda piece: self._emit((_PIECE, piece)), self.stop))
+            result = self._start(stopping(lambda piece: self._emit((_PIECE, piece)), self.stop), self.stop)
         except BaseException as exc:  # handed to the consumer, who raises it
             self._emit((_ERROR, exc))
         else:
@@ -170,7 +170,7 @@ async def call_in_thread(work: Callable[[threading.Event], T]) -> T:
     """``work(stop)`` in a thread of its own, awaited without blocking the loop.
 
     Cancelling the awaiting task sets ``stop`` and waits for ``work`` to return before raising
-    ``CancelledError``; ``work`` should stop soon after (e.g. through a ``stopping`` streamer).
+    ``CancelledError``; ``work`` should stop soon after (e.g. a request whose ``cancel`` is ``stop``).
     """
     loop = asyncio.get_running_loop()
     future: asyncio.Future[T] = loop.create_future()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -20,7 +21,8 @@ class TextStream:
     the text is cut there and ``stopped_by_string`` is set, and a tail that could be the start of a stop
     string is held back until it is not, so no piece ever shows part of a stop string.
     ``stopped`` says the streamer asked to stop. ``resume_ids`` (of a resumed generation, see
-    ``GenerationRequest``) start the completion: their text goes out with the first new token's.
+    ``GenerationRequest``) start the completion: their text goes out with the first new token's. Once
+    ``cancel`` is set, the next token stops generation (``stopped``) whether or not it brings text.
     """
 
     def __init__(
@@ -29,9 +31,11 @@ class TextStream:
         streamer: Streamer | None,
         stop: Sequence[str] = (),
         resume_ids: Sequence[int] = (),
+        cancel: threading.Event | None = None,
     ) -> None:
         self._decode = decode
         self._streamer = streamer
+        self._cancel = cancel
         self._stops = tuple(stop)
         self._longest = max(map(len, self._stops), default=0)
         self._ids: list[int] = list(resume_ids)
@@ -54,6 +58,8 @@ class TextStream:
 
     def push(self, token_id: int) -> None:
         self._ids.append(token_id)
+        if self._cancel is not None and self._cancel.is_set():
+            self.stopped = True  # checked on every token: held-back text must not keep a cancelled run going
         if self._streamer is None and not self._stops:
             return
         text = self._decode(self._ids)

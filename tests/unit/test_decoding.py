@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
 
 import pytest
 
@@ -88,3 +89,19 @@ def test_an_engine_failure_is_a_partial_generation_with_what_it_produced():
         run(engine, max_new_tokens=8)
     assert caught.value.produced_ids == (1, 2, 3) and isinstance(caught.value.__cause__, RuntimeError)
     assert engine.closed
+
+
+def test_a_cancelled_request_without_a_streamer_stops_at_the_next_token():
+    cancel = threading.Event()
+    engine = Engine()
+    ids = iter(range(1000))
+
+    def cancel_after_three(prompt, budget):
+        for token in engine(prompt, budget):
+            if next(ids) == 3:
+                cancel.set()
+            yield token
+
+    request = dataclasses.replace(GenerationRequest.from_kwargs("a", max_new_tokens=500), cancel=cancel)
+    result = token_loop(cancel_after_three, [0], request, decode)
+    assert result.finish_reason == "stopped" and result.token_ids == (1, 2, 3, 4) and engine.closed

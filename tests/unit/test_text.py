@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -142,3 +144,14 @@ def test_a_later_token_that_folds_spaces_never_changes_a_sent_piece(data):
         assert _decode_with_cleanup(data[: index + 1]).startswith("".join(pieces))
     stream.finish()
     assert "".join(pieces) == _decode_with_cleanup(data)
+
+
+def test_a_cancelled_stream_stops_at_the_next_token_even_when_no_text_goes_out():
+    cancel = threading.Event()
+    pieces: list[str] = []
+    stream = TextStream(lambda ids: " " * len(ids), pieces.append, cancel=cancel)  # whitespace: all held back
+    stream.push(1)
+    assert not stream.stopped
+    cancel.set()
+    stream.push(2)
+    assert stream.stopped and pieces == []

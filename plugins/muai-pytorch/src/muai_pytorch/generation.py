@@ -47,7 +47,7 @@ def generate(handle: PyTorchModel, request: GenerationRequest) -> GenerationResu
         **_sampling(request),
     )
     decode = lambda ids: tokenizer.decode(ids, skip_special_tokens=True)  # noqa: E731
-    clock = _TokenClock(TextStream(decode, request.streamer, request.stop, request.resume_ids))
+    clock = _TokenClock(TextStream(decode, request.streamer, request.stop, request.resume_ids, request.cancel))
     started = time.perf_counter()
     with torch.inference_mode(), _seed_lock if request.seed is not None else nullcontext():
         if request.seed is not None:
