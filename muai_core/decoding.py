@@ -4,6 +4,7 @@ engines that run their own generation loop and hand back token ids one by one.""
 from __future__ import annotations
 
 import itertools
+import logging
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from typing import Any
@@ -14,6 +15,8 @@ from muai_core.contracts import GenerationRequest, GenerationResult
 from muai_core.errors import BackendError, InferenceError, InvalidInputError, PartialGeneration, UnsupportedRequest
 from muai_core.sampling import Penalty, next_token
 from muai_core.text import TextStream
+
+log = logging.getLogger(__name__)
 
 #: Feeds the given token ids (the prompt first, then one token at a time) and returns the logits of the last.
 Step = Callable[[np.ndarray], Any]
@@ -95,9 +98,7 @@ def token_loop(
                 finish = "stopped"
                 break
     finally:
-        close = getattr(tokens, "close", None)
-        if close is not None:
-            close()
+        _close(tokens)
     stream.finish()
     completion = decode(new_ids)
     text = decode([*prompt_ids, *new_ids]) if request.keeps_prompt else completion
@@ -162,3 +163,15 @@ def _reason(token: int, eos: frozenset[int], request: GenerationRequest) -> str:
     if token in eos and not request.ignore_eos:
         return "eos"
     return "stop" if token in request.stop_token_ids else "length"
+
+
+def _close(tokens: Any) -> None:
+    """Tell the engine its iterator is no longer read; its failure to stop is logged, never raised over the result
+    or over the error that ended generation."""
+    close = getattr(tokens, "close", None)
+    if close is None:
+        return
+    try:
+        close()
+    except Exception as exc:
+        log.warning("muai: the engine failed to stop its generation: %s: %s", type(exc).__name__, exc)

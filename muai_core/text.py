@@ -89,7 +89,8 @@ class TextStream:
 
     def _find_stop(self, text: str) -> int | None:
         start = max(0, self._searched - self._longest + 1)
-        self._searched = len(text.rstrip("\ufffd"))  # an incomplete character may still change
+        # an incomplete character may still change, and trailing spaces may still fold (" ." -> ".")
+        self._searched = len(text.rstrip("\ufffd").rstrip())
         found = [i for i in (text.find(s, start) for s in self._stops) if i >= 0]
         return min(found) if found else None
 

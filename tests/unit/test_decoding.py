@@ -105,3 +105,16 @@ def test_a_cancelled_request_without_a_streamer_stops_at_the_next_token():
     request = dataclasses.replace(GenerationRequest.from_kwargs("a", max_new_tokens=500), cancel=cancel)
     result = token_loop(cancel_after_three, [0], request, decode)
     assert result.finish_reason == "stopped" and result.token_ids == (1, 2, 3, 4) and engine.closed
+
+
+def test_an_engine_that_fails_to_close_does_not_turn_a_finished_run_into_a_failure(caplog):
+    def engine(ids, budget):
+        try:
+            while True:
+                yield 1
+        finally:
+            raise OSError("cannot stop")  # noqa: B012 - an engine whose close fails
+
+    result = token_loop(engine, [0], GenerationRequest.from_kwargs("a", max_new_tokens=3), decode)
+    assert result.token_ids == (1, 1, 1) and result.finish_reason == "length"
+    assert "the engine failed to stop its generation: OSError: cannot stop" in caplog.text

@@ -155,3 +155,12 @@ def test_a_cancelled_stream_stops_at_the_next_token_even_when_no_text_goes_out()
     cancel.set()
     stream.push(2)
     assert stream.stopped and pieces == []
+
+
+def test_a_stop_string_is_found_when_a_later_token_folds_a_space_into_it():
+    stream = TextStream(_decode_with_cleanup, None, ["Yes."])
+    for byte in b"Yes .":
+        stream.push(byte)
+        if stream.stopped_by_string:
+            break
+    assert stream.stopped_by_string and stream.trim(_decode_with_cleanup(list(b"Yes ."))) == ""
