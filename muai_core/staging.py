@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 import secrets
 import shutil
 from collections.abc import Callable, Iterator
@@ -89,16 +90,19 @@ def _acquire(lock: Path, on_wait: Callable[[], None] | None, hint: str) -> int:
 
 
 def _tidy(target: Path) -> None:
-    """Remove the staging folders of killed writers; put back a target left moved aside by a cut-short swap."""
-    partial, old = f".{target.name}.partial", f".{target.name}.old-"  # ".partial" alone: muai before #14
-    leftovers = [
-        p
-        for p in target.parent.iterdir()
-        if (p.name == partial or p.name.startswith((f"{partial}-", old))) and not p.is_symlink()
-    ]
-    for path in leftovers:
-        if path.name.startswith(old) and not os.path.lexists(target):
-            path.rename(target)
+    """Remove the staging and trash folders of killed writers; put back a target moved aside by a cut-short swap.
+
+    Only names this module makes for ``target`` match (``.{name}.{kind}-`` and 8 hex digits, or the plain
+    ``.{name}.partial`` of muai before), never those of another target whose name merely starts alike.
+    """
+    name = re.escape(target.name)
+    leftover = re.compile(rf"\.{name}\.(?:(partial|old|trash)-[0-9a-f]{{8}}|partial)")
+    for path in sorted(target.parent.iterdir()):
+        match = leftover.fullmatch(path.name)
+        if match is None or path.is_symlink():
+            continue
+        if match.group(1) == "old" and not os.path.lexists(target):
+            path.rename(target)  # a swap cut short between its renames: the old one is complete
         else:
             shutil.rmtree(path, ignore_errors=True)
 
@@ -149,5 +153,7 @@ def _swap(staging: Path, target: Path, hint: str) -> None:
             raise
     except OSError as exc:
         raise ConfigurationError(f"cannot move {staging.name} to {target}: {exc.strerror or exc}", hint=hint) from exc
-    if aside is not None:
-        shutil.rmtree(aside, ignore_errors=True)
+    if aside is not None:  # renamed first, so a delete cut short is never taken for a complete old target
+        trash = _sibling(target, "trash", f"-{secrets.token_hex(4)}")
+        aside.rename(trash)
+        shutil.rmtree(trash, ignore_errors=True)

@@ -67,6 +67,23 @@ def test_leftovers_of_a_killed_writer_are_tidied_and_a_target_moved_aside_is_put
     assert [p.name for p in tmp_path.iterdir()] == ["gpt2"]
 
 
+def test_a_delete_cut_short_is_never_put_back_as_the_target(tmp_path):
+    target = tmp_path / "gpt2"
+    (tmp_path / ".gpt2.trash-0badc0de").mkdir()  # killed while deleting the old folder after a swap
+    (tmp_path / ".gpt2.trash-0badc0de" / "weights.bin").write_text("half gone")
+    with target_lock(target):
+        assert sorted(p.name for p in tmp_path.iterdir()) == [".gpt2.lock"], "no half-deleted folder becomes gpt2"
+
+
+def test_the_leftovers_of_another_target_whose_name_starts_alike_are_left_alone(tmp_path):
+    write(tmp_path / "gpt2", "old")
+    others = [".gpt2.old-foo.partial-12345678", ".gpt2.partial-x"]  # staging of targets "gpt2.old-foo" and such
+    for name in others:
+        (tmp_path / name).mkdir()
+    write(tmp_path / "gpt2", "new")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*others, "gpt2"])
+
+
 @pytest.mark.parametrize("kind", ["unmarked folder", "file", "link"])
 def test_what_muai_did_not_write_is_never_replaced(tmp_path, kind):
     target, elsewhere = tmp_path / "gpt2", tmp_path / "elsewhere"
