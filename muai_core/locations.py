@@ -1,7 +1,9 @@
 """Where muai looks for its config and models: the project around the working directory, then the user's home.
 
 A *project* is the nearest folder, from the working directory upwards, that holds ``config/system.yaml`` or a
-``models/`` folder. Relative paths (``models_dir``, the default config file) are taken from it, so muai works
+``models/`` folder, owned by the user muai runs as. The walk stops at the user's home folder (a folder above
+it, or ``/``, is never a project), and a marker someone else owns (``/tmp/models`` made by another user) does
+not count. Relative paths (``models_dir``, the default config file) are taken from it, so muai works
 from any subfolder of a project. Outside any project, models live in the user's muai home
 (``$MUAI_HOME``, else ``$XDG_DATA_HOME/muai``, else ``~/.local/share/muai``), under ``models/``.
 """
@@ -9,6 +11,7 @@ from any subfolder of a project. Outside any project, models live in the user's 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 HOME_ENV = "MUAI_HOME"
@@ -22,10 +25,23 @@ def project_root(start: Path | None = None) -> Path | None:
         here = (start or Path.cwd()).absolute()
     except OSError:  # the working directory was removed
         return None
+    home = Path.home().absolute()
     for folder in (here, *here.parents):
-        if (folder / PROJECT_CONFIG).is_file() or (folder / PROJECT_MODELS).is_dir():
+        if folder == folder.parent:  # the filesystem's root is nobody's project
+            return None
+        if _owned_marker(folder / PROJECT_CONFIG, Path.is_file) or _owned_marker(folder / PROJECT_MODELS, Path.is_dir):
             return folder
+        if folder == home:
+            return None
     return None
+
+
+def _owned_marker(path: Path, kind: Callable[[Path], bool]) -> bool:
+    """``path`` exists as ``kind`` and belongs to the user muai runs as (another user's could redirect it)."""
+    try:
+        return kind(path) and path.stat().st_uid == os.getuid()
+    except OSError:
+        return False
 
 
 def base_dir() -> Path:

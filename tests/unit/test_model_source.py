@@ -140,3 +140,27 @@ def test_the_project_config_is_found_from_a_subfolder(monkeypatch):
     config = load_config()
     assert config.models_dir == "store" and Path(config.source).resolve() == Path("../config/system.yaml").resolve()
     assert Path(resolve_model("tiny", config).source).resolve() == Path("../store/tiny").resolve()
+
+
+def test_no_folder_above_the_home_folder_is_a_project(monkeypatch, tmp_path):
+    from muai_core.locations import project_root
+
+    make_dir(str(tmp_path / "models"))  # e.g. a models/ folder beside the home folders
+    make_dir(str(tmp_path / "home" / "sub"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path / "home" / "sub")
+    assert project_root() is None
+    make_dir(str(tmp_path / "home" / "models"))
+    assert project_root() == tmp_path / "home"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a folder to another user needs root")
+def test_a_marker_owned_by_another_user_does_not_make_a_project(tmp_path):
+    from muai_core.locations import project_root
+
+    make_dir(str(tmp_path / "shared" / "models"))
+    make_dir(str(tmp_path / "shared" / "job"))
+    os.chown(tmp_path / "shared" / "models", os.getuid() + 4242, -1)  # as /tmp/models made by someone else
+    assert project_root(tmp_path / "shared" / "job") is None
+    os.chown(tmp_path / "shared" / "models", os.getuid(), -1)
+    assert project_root(tmp_path / "shared" / "job") == tmp_path / "shared"
