@@ -338,11 +338,8 @@ class ModelManager:
                     self._cache.pop(model_name)
             self._leases.retire(failed)
 
-        def lease(helper: LoadedModel) -> None:
+        def lease(helper: LoadedModel) -> None:  # called under the model's lock: no manager lock taken here
             held.append(self._leases.acquire(helper))
-            with self._lock:
-                if self._cache.peek(model_name) is loaded:  # its size now counts the helper
-                    self._cache.put(model_name, loaded, loaded.memory_bytes())
 
         def adopt(replacement: LoadedModel) -> None:
             held.append(self._leases.acquire(replacement))
@@ -354,7 +351,12 @@ class ModelManager:
                     self._cache.put(model_name, replacement, replacement.memory_bytes())
 
         try:
-            return self._resolver.run(loaded, stage, operation, retire=retire, adopt=adopt, lease=lease)[0]
+            result = self._resolver.run(loaded, stage, operation, retire=retire, adopt=adopt, lease=lease)[0]
+            if len(held) > 1:
+                with self._lock:
+                    if self._cache.peek(model_name) is loaded:  # its size now counts its helpers
+                        self._cache.put(model_name, loaded, loaded.memory_bytes())
+            return result
         except CallerError as exc:
             error = exc.error
         finally:

@@ -242,9 +242,8 @@ class Resolver:
                     primary.helpers.pop(name, None)
                 retire(current)
             self.monitor.record_detour(FallbackEvent(primary.name, name, following[0], stage, _reason(exc)))
-            helper = self._helper(primary, current)
+            helper = self._helper(primary, current, lease)
             log.info("muai: %s of '%s' runs on %s: %s", stage, primary.name, helper.backend_name, _reason(exc))
-            lease(helper)
             try:
                 return operation(helper)
             except USER_ERRORS:
@@ -252,14 +251,17 @@ class Resolver:
             except Exception as raised:
                 current, exc = helper, engine_error(raised)
 
-    def _helper(self, primary: LoadedModel, after: LoadedModel) -> LoadedModel:
-        """The helper of ``primary`` on the first backend after ``after``'s that holds or loads the model."""
+    def _helper(self, primary: LoadedModel, after: LoadedModel, lease: Callable[[LoadedModel], None]) -> LoadedModel:
+        """The helper of ``primary`` on the first backend after ``after``'s that holds or loads the model,
+        leased before ``primary``'s lock is let go (so no other request can retire it in between)."""
         with primary.lock:
-            for name in primary.plan.after(after.backend_name):
-                if name in primary.helpers:
-                    return primary.helpers[name]
-            helper = self.load(primary.plan, start_after=after.backend_name)
-            primary.helpers[helper.backend_name] = helper
+            helper = next(
+                (primary.helpers[n] for n in primary.plan.after(after.backend_name) if n in primary.helpers), None
+            )
+            if helper is None:
+                helper = self.load(primary.plan, start_after=after.backend_name)
+                primary.helpers[helper.backend_name] = helper
+            lease(helper)
             return helper
 
     def _next_step(self, plan: LoadPlan) -> str:
