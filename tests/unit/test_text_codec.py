@@ -167,11 +167,11 @@ MEMORY_HUNGRY_TEMPLATES = {
     "expandtabs": "{% set s = '\t' * 300 %}{{ s.expandtabs(1000000)|length }}",
     "indent filter": "{% set s = '\n' * 2000 %}{{ s|indent(999999)|length }}",
     "replace filter": "{% set s = 'x' * 20000 %}{{ s|replace('', s)|length }}",
-    "join method": "{% set s = 'x' * 1000 %}{{ s.join(range(3000)|map('string'))|length }}",
-    "join filter": "{% set s = 'x' * 1000 %}{{ range(3000)|join(s)|length }}",
+    "join method": "{% set s = 'x' * 100000 %}{{ s.join(range(1000)|map('string'))|length }}",
+    "join filter": "{% set s = 'x' * 100000 %}{{ range(1000)|join(s)|length }}",
     "repeated format field": "{% set s = 'x' * 900000 %}{{ ('{0}' * 100).format(s)|length }}",
     "repeated % field": "{% set s = 'x' * 900000 %}{{ (('%s' * 100) % ((s,) * 100))|length }}",
-    "list printed": "{% set s = 'x' * 1000000 %}{{ [s, s, s, s, s, s, s, s, s, s, s, s, s, s, s, s, s, s, s, s] }}",
+    "list printed": "{% set s = 'x' * 1000000 %}{{ [" + ", ".join(["s"] * 60) + "] }}",
 }
 
 
