@@ -161,6 +161,36 @@ def test_a_template_that_would_hang_or_exhaust_memory_is_refused_quickly(tokeniz
     assert "generate without chat" in caught.value.hint
 
 
+MEMORY_HUNGRY_TEMPLATES = {
+    "concatenation": "{% set s = 'x' * 1000000 %}{{ (s~s~s~s~s~s~s~s~s~s~s~s~s~s~s~s~s~s~s~s)|length }}",
+    "replace method": "{% set s = 'x' * 20000 %}{{ s.replace('', s)|length }}",
+    "expandtabs": "{% set s = '\t' * 300 %}{{ s.expandtabs(1000000)|length }}",
+    "indent filter": "{% set s = '\n' * 2000 %}{{ s|indent(999999)|length }}",
+    "replace filter": "{% set s = 'x' * 20000 %}{{ s|replace('', s)|length }}",
+    "join method": "{% set s = 'x' * 100000 %}{{ s.join(range(1000)|map('string'))|length }}",
+    "join filter": "{% set s = 'x' * 100000 %}{{ range(1000)|join(s)|length }}",
+    "repeated format field": "{% set s = 'x' * 900000 %}{{ ('{0}' * 100).format(s)|length }}",
+    "repeated % field": "{% set s = 'x' * 900000 %}{{ (('%s' * 100) % ((s,) * 100))|length }}",
+    "list printed": "{% set s = 'x' * 1000000 %}{{ [" + ", ".join(["s"] * 60) + "] }}",
+}
+
+
+@pytest.mark.parametrize("template", MEMORY_HUNGRY_TEMPLATES.values(), ids=MEMORY_HUNGRY_TEMPLATES.keys())
+def test_a_template_is_refused_before_it_builds_a_huge_value(tokenizer_dir, template):
+    import tracemalloc
+
+    (tokenizer_dir / "chat_template.jinja").write_text(template, encoding="utf-8")
+    codec = TextCodec(tokenizer_dir, hint="")
+    tracemalloc.start()
+    try:
+        with pytest.raises(InvalidInputError, match="chat template is too expensive to render"):
+            chat(codec)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 50 * 2**20, f"the rendering allocated {peak // 2**20} MB before it was refused"
+
+
 def test_a_template_that_is_not_jinja_is_invalid_input_naming_the_template(tokenizer_dir):
     (tokenizer_dir / "chat_template.jinja").write_text("{% for %}", encoding="utf-8")
     with pytest.raises(InvalidInputError, match="chat template is not a valid Jinja template"):
