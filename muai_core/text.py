@@ -15,8 +15,8 @@ class TextStream:
     """Feeds a ``Streamer`` the text that each new token adds, and watches for stop strings.
 
     Text that ends in an incomplete UTF-8 sequence (decoded as U+FFFD) is held back until whole, or until
-    ``finish()`` sends what is left, so the pieces always add up to the completion. Trailing spaces wait for the
-    next token too: tokenizers that clean up spaces (" ." -> ".") rewrite them once it comes. With ``stop`` strings,
+    ``finish()`` sends what is left, so the pieces always add up to the completion. A trailing space waits for the
+    next token too: tokenizers that clean up spaces (" ." -> ".") rewrite it once that comes. With ``stop`` strings,
     the generated text is searched (only where a new match can be) after each token: at the earliest match
     the text is cut there and ``stopped_by_string`` is set, and a tail that could be the start of a stop
     string is held back until it is not, so no piece ever shows part of a stop string.
@@ -64,7 +64,8 @@ class TextStream:
             return
         text = self._decode(self._ids)
         release = self._sent if text.endswith("\ufffd") else len(text)
-        release = min(release, len(text.rstrip()))  # a later token may still fold trailing spaces (" ." -> ".")
+        if text.endswith(" "):  # a later token may still fold it (" ." -> "."); one space only, so a run goes out
+            release = min(release, len(text) - 1)
         if self._stops:
             self._decoded = text
             self.cut = self._find_stop(text)
@@ -89,8 +90,9 @@ class TextStream:
 
     def _find_stop(self, text: str) -> int | None:
         start = max(0, self._searched - self._longest + 1)
-        # an incomplete character may still change, and trailing spaces may still fold (" ." -> ".")
-        self._searched = len(text.rstrip("\ufffd").rstrip())
+        # an incomplete character may still change, and a trailing space may still fold (" ." -> ".")
+        whole = text.rstrip("\ufffd")
+        self._searched = len(whole) - 1 if whole.endswith(" ") else len(whole)
         found = [i for i in (text.find(s, start) for s in self._stops) if i >= 0]
         return min(found) if found else None
 

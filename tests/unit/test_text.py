@@ -164,3 +164,11 @@ def test_a_stop_string_is_found_when_a_later_token_folds_a_space_into_it():
         if stream.stopped_by_string:
             break
     assert stream.stopped_by_string and stream.trim(_decode_with_cleanup(list(b"Yes ."))) == ""
+
+
+def test_a_run_of_spaces_streams_as_it_comes_but_for_the_last_one():
+    pieces: list[str] = []
+    stream = TextStream(lambda ids: "a" + " " * (len(ids) - 1), pieces.append)
+    for token in range(5):
+        stream.push(token)
+    assert "".join(pieces) == "a   ", "a model stuck on spaces still streams (a streamer counting pieces can stop it)"
