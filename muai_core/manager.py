@@ -75,6 +75,7 @@ class ModelManager:
             max_cache_bytes or self._config.max_cache_bytes,
         )
         self._lock = threading.RLock()
+        self._loading: dict[str, threading.Lock] = {}
         _LIVE_MANAGERS.add(self)
 
     @property
@@ -113,19 +114,37 @@ class ModelManager:
     def load_model(
         self, model_name: str, model_type: str = "transformers", backend_override: BackendChoice = None
     ) -> LoadedModel:
-        """Load a model (or return it from the cache); a different backend choice switches it."""
+        """Load a model (or return it from the cache); a different backend choice switches it.
+
+        Only loads of the same model wait for each other: requests to other models go on meanwhile.
+        """
+        return self._load(model_name, model_type, backend_override, lease=False)
+
+    def _load(
+        self, model_name: str, model_type: str = "transformers", backend_override: BackendChoice = None, *, lease: bool
+    ) -> LoadedModel:
+        """``load_model``; with ``lease`` the model is leased before any other thread could evict it."""
         plan = self.plan(model_name, model_type, backend_override)
-        with self._lock:
-            cached = self._cache.get(model_name)
-            if cached is not None and cached.plan.chain == plan.chain and cached.plan.model_type == model_type:
-                return cached
+        with self._loader(model_name):
+            with self._lock:
+                cached = self._cache.get(model_name)
+                if cached is not None and cached.plan.chain == plan.chain and cached.plan.model_type == model_type:
+                    return self._leases.acquire(cached) if lease else cached
             if cached is not None:
                 self.unload_model(model_name)
-            loaded = self._resolver.load(plan)
-            self._check_fits(loaded)
-            self._cache.put(model_name, loaded, loaded.memory_bytes())
+            loaded = self._resolver.load(plan)  # the long part: no manager lock held
+            with self._lock:
+                self._check_fits(loaded)
+                self._cache.put(model_name, loaded, loaded.memory_bytes())
+                if lease:
+                    self._leases.acquire(loaded)
             _unload_first_at_exit()
             return loaded
+
+    def _loader(self, model_name: str) -> threading.Lock:
+        """The lock that one load of ``model_name`` holds at a time (taken without holding the manager's)."""
+        with self._lock:
+            return self._loading.setdefault(model_name, threading.Lock())
 
     def get_model(self, model_name: str) -> LoadedModel:
         """The loaded model, whichever backend holds it."""
@@ -329,7 +348,10 @@ class ModelManager:
         not a fallback then loads; a fallback model takes its place, within the cache's bounds.
         """
         with self._lock:
-            loaded = self._leases.acquire(self._cache.get(model_name) or self.load_model(model_name))
+            cached = self._cache.get(model_name)
+            loaded = None if cached is None else self._leases.acquire(cached)
+        if loaded is None:
+            loaded = self._load(model_name, lease=True)
         held = [loaded]
 
         def retire(failed: LoadedModel) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+from muai_core import ModelManager
+from muai_core.hookspecs import hookimpl
 from muai_core.leases import Leases
 from muai_core.testing import CountingBackend
 
@@ -84,3 +86,47 @@ def test_a_fallback_does_not_overwrite_a_model_replaced_meanwhile(make_manager, 
     assert manager.get_model("m") is replacement and not replacement.handle.released
     assert blocking.loaded[0].released
     assert [m.released for m in counting.loaded] == [False, True]  # the replacement stays, the fallback's goes
+
+
+class SlowToLoad(CountingBackend):
+    """Loads model "big" only once ``release`` is set; every other model at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.loading, self.release = threading.Event(), threading.Event()
+
+    @hookimpl
+    def muai_load_model(self, request):
+        if request.model_name == "big":
+            self.loading.set()
+            assert self.release.wait(10), "the test never let the load finish"
+        return super().muai_load_model(request)
+
+
+def test_a_loaded_model_answers_while_another_one_loads(muai_registry, monitor):
+    slow = SlowToLoad()
+    muai_registry.register(slow, "slow")
+    manager = ModelManager(backend="slow", registry=muai_registry, monitor=monitor)
+    assert manager.generate("small", "a", max_new_tokens=2) == "abc"
+    with ThreadPoolExecutor(2) as pool:
+        loading = pool.submit(manager.load_model, "big")
+        assert slow.loading.wait(5)
+        answer = pool.submit(manager.generate, "small", "x", max_new_tokens=2)
+        try:
+            assert answer.result(timeout=5) == "xyz", "a request to a loaded model waited for another model's load"
+        finally:
+            slow.release.set()
+        assert loading.result(5).name == "big"
+    assert sorted(manager.loaded_models()) == ["big", "small"]
+
+
+def test_concurrent_loads_of_one_model_load_it_once(muai_registry, monitor):
+    slow = SlowToLoad()
+    muai_registry.register(slow, "slow")
+    manager = ModelManager(backend="slow", registry=muai_registry, monitor=monitor)
+    with ThreadPoolExecutor(3) as pool:
+        loads = [pool.submit(manager.load_model, "big") for _ in range(3)]
+        assert slow.loading.wait(5)
+        slow.release.set()
+        models = {id(future.result(5)) for future in loads}
+    assert len(models) == 1 and [r.name for r in slow.loaded] == ["big"]
