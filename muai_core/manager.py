@@ -76,6 +76,7 @@ class ModelManager:
         )
         self._lock = threading.RLock()
         self._loading: dict[str, threading.Lock] = {}
+        self._choices: dict[str, tuple[str, BackendChoice]] = {}  # the model_type and backend of each load_model
         _LIVE_MANAGERS.add(self)
 
     @property
@@ -116,9 +117,12 @@ class ModelManager:
     ) -> LoadedModel:
         """Load a model (or return it from the cache); a different backend choice switches it.
 
-        Only loads of the same model wait for each other: requests to other models go on meanwhile.
+        Only loads of the same model wait for each other: requests to other models go on meanwhile. A model
+        evicted from the cache and loaded again by a later request comes back with this call's choices.
         """
-        return self._load(model_name, model_type, backend_override, lease=False)
+        loaded = self._load(model_name, model_type, backend_override, lease=False)
+        self._choices[model_name] = (model_type, backend_override)
+        return loaded
 
     def _load(
         self, model_name: str, model_type: str = "transformers", backend_override: BackendChoice = None, *, lease: bool
@@ -351,7 +355,7 @@ class ModelManager:
             cached = self._cache.get(model_name)
             loaded = None if cached is None else self._leases.acquire(cached)
         if loaded is None:
-            loaded = self._load(model_name, lease=True)
+            loaded = self._load(model_name, *self._choices.get(model_name, ("transformers", None)), lease=True)
         held = [loaded]
 
         def retire(failed: LoadedModel) -> None:

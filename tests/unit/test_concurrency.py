@@ -130,3 +130,12 @@ def test_concurrent_loads_of_one_model_load_it_once(muai_registry, monitor):
         slow.release.set()
         models = {id(future.result(5)) for future in loads}
     assert len(models) == 1 and [r.name for r in slow.loaded] == ["big"]
+
+
+def test_a_model_evicted_and_loaded_again_keeps_the_backend_it_was_loaded_on(make_manager, add_faulty):
+    other = add_faulty("other", fail_on=frozenset())
+    manager = make_manager(max_cached_models=1)
+    manager.load_model("a", backend_override="other")
+    manager.load_model("b")  # evicts "a"
+    manager.generate("a", "x", max_new_tokens=1)  # loads "a" again
+    assert manager.get_model("a").backend_name == "other" and [r.name for r in other.loaded] == ["a", "a"]
