@@ -199,14 +199,10 @@ class Resolver:
                 return self._detour(loaded, stage, operation, exc, retire, lease or (lambda helper: None)), loaded
             except Exception as raised:
                 exc = engine_error(raised)
-                name, following = loaded.backend_name, loaded.plan.after(loaded.backend_name)
-                message = f"backend '{name}' failed to {stage} with '{loaded.name}'"
-                if not loaded.plan.fallback_enabled(name):
-                    _raise_wrapped(exc, InferenceError, message, _NO_FALLBACK)
-                if not following:
-                    _raise_wrapped(exc, InferenceError, message, _CHAIN_END)
+                name = loaded.backend_name
+                following = _next_backend(loaded.plan, name, stage, exc)
                 retire(loaded)
-                warning = self._fall_back(loaded.name, name, following[0], stage, exc)
+                warning = self._fall_back(loaded.name, name, following, stage, exc)
                 failure = Attempt(name, stage, "failed", _reason(exc))
                 loaded = self.load(loaded.plan, start_after=name, history=(*loaded.attempts, failure))
                 log.warning("%s", warning)
@@ -229,19 +225,15 @@ class Resolver:
         """
         current = primary
         while True:
-            name, following = current.backend_name, primary.plan.after(current.backend_name)
-            message = f"backend '{name}' failed to {stage} with '{primary.name}'"
-            if not primary.plan.fallback_enabled(name):
-                _raise_wrapped(exc, InferenceError, message, _NO_FALLBACK)
-            if not following:
-                _raise_wrapped(exc, InferenceError, message, _CHAIN_END)
+            name = current.backend_name
+            following = _next_backend(primary.plan, name, stage, exc)
             unsupported = isinstance(exc, UnsupportedRequest)
             primary.note(Attempt(name, stage, "unsupported" if unsupported else "failed", _reason(exc)))
             if not unsupported:
                 with primary.lock:
                     primary.helpers.pop(name, None)
                 retire(current)
-            self.monitor.record_detour(FallbackEvent(primary.name, name, following[0], stage, _reason(exc)))
+            self.monitor.record_detour(FallbackEvent(primary.name, name, following, stage, _reason(exc)))
             helper = self._helper(primary, current, lease)
             log.info("muai: %s of '%s' runs on %s: %s", stage, primary.name, helper.backend_name, _reason(exc))
             try:
@@ -372,6 +364,17 @@ def _opening(plan: LoadPlan, attempts: list[Attempt]) -> str:
 
 _NO_FALLBACK = "fallback is disabled for this backend (enable_fallback: false)"
 _CHAIN_END = "no backend is left in the chain; add one to backend.priority to fall back to"
+
+
+def _next_backend(plan: LoadPlan, failed: str, stage: str, exc: Exception) -> str:
+    """The backend after ``failed`` in ``plan``'s chain; ``exc``, wrapped, when fallback is off or none is left."""
+    following = plan.after(failed)
+    message = f"backend '{failed}' failed to {stage} with '{plan.model_name}'"
+    if not plan.fallback_enabled(failed):
+        _raise_wrapped(exc, InferenceError, message, _NO_FALLBACK)
+    if not following:
+        _raise_wrapped(exc, InferenceError, message, _CHAIN_END)
+    return following[0]
 
 
 def _raise_wrapped(exc: BaseException, error_type: type[BackendError], message: str, hint: str) -> NoReturn:
