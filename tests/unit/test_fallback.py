@@ -200,9 +200,7 @@ def test_a_model_with_no_local_directory_is_reported_as_not_found(make_manager, 
 
 def test_a_model_that_is_not_found_is_answered_with_what_is_installed(make_manager, add_faulty):
     add_faulty()
-    for name in ("beta", "alpha"):
-        Path(f"models/{name}").mkdir(parents=True)
-        Path(f"models/{name}/config.json").write_text("{}")
+    install_models(*("beta", "alpha"))
     with pytest.raises(ModelLoadError) as info:
         make_manager(backend="faulty").load_model("gamma")
     assert info.value.hint.startswith("installed: alpha, beta; or pass a model directory")
@@ -227,12 +225,17 @@ def test_a_known_model_that_is_not_installed_names_its_command_before_any_backen
 
 def test_a_misspelled_model_name_is_answered_with_the_close_ones(make_manager, add_faulty):
     add_faulty()
-    for name in ("smollm2-135m", "gpt2"):
-        Path(f"models/{name}").mkdir(parents=True)
-        Path(f"models/{name}/config.json").write_text("{}")
+    install_models(*("smollm2-135m", "gpt2"))
     with pytest.raises(ModelLoadError) as info:
         make_manager(backend="faulty").load_model("smollm-135m")
     assert info.value.hint.startswith("did you mean smollm2-135m? installed: gpt2, smollm2-135m; ")
     with pytest.raises(ModelLoadError) as info:
         make_manager(backend="faulty").load_model("zzz")
     assert "did you mean" not in info.value.hint
+
+
+def install_models(*names: str) -> None:
+    """Model folders under models/ (a config.json each): what muai lists as installed."""
+    for name in names:
+        Path(f"models/{name}").mkdir(parents=True)
+        Path(f"models/{name}/config.json").write_text("{}")

@@ -135,16 +135,8 @@ def test_cancelling_agenerate_stops_generation_and_frees_the_model(make_manager,
     manager = make_manager(backend="slow")
     pieces = []
 
-    async def main():
-        task = asyncio.create_task(manager.agenerate("m", "a", max_new_tokens=LONG, streamer=pieces.append))
-        while not pieces:
-            await asyncio.sleep(0.001)
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-
     started = time.perf_counter()
-    asyncio.run(main())
+    cancel_once_streaming(lambda: manager.agenerate("m", "a", max_new_tokens=LONG, streamer=pieces.append), pieces)
     assert time.perf_counter() - started < PROMPT_RETURN_S and len(pieces) < 10
     assert manager.unload_model("m") and slow.loaded[0].released, "the model is still leased after the cancel"
 
@@ -168,16 +160,8 @@ def test_cancelling_an_astream_consumer_stops_generation_and_frees_the_model(mak
         async for piece in manager.astream("m", "a", max_new_tokens=LONG):
             pieces.append(piece)
 
-    async def main():
-        task = asyncio.create_task(consume())
-        while not pieces:
-            await asyncio.sleep(0.001)
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-
     started = time.perf_counter()
-    asyncio.run(main())
+    cancel_once_streaming(consume, pieces)
     assert time.perf_counter() - started < PROMPT_RETURN_S
     assert manager.unload_model("m") and slow.loaded[0].released
 
@@ -247,3 +231,17 @@ def test_a_manager_is_collected_with_its_models(make_manager, counting):
     del manager
     gc.collect()
     assert ref() is None
+
+
+def cancel_once_streaming(work, pieces: list[str]) -> None:
+    """Run the coroutine ``work()`` as a task, cancel it once ``pieces`` has one, and check it was cancelled."""
+
+    async def main():
+        task = asyncio.create_task(work())
+        while not pieces:
+            await asyncio.sleep(0.001)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())

@@ -19,6 +19,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from muai_core import ModelManager, PerformanceMonitor
 from muai_core.errors import ConfigurationError, InvalidInputError, ModelLoadError
 from muai_core.plugins import default_registry
+from muai_core.testing.chat_templates import GEMMA_2_TEMPLATE
 from muai_pytorch.settings import check_settings
 
 ARCHS = ("gpt2", "llama")
@@ -103,16 +104,6 @@ def test_chat_applies_the_template_and_returns_the_answer_alone(tiny_models):
     rendered = manager.generate_result(tiny_models["gpt2"], "<|user|>Hi\n<|assistant|>", max_new_tokens=3)
     assert chat.token_ids == rendered.token_ids
     assert chat.text == chat.completion == rendered.completion
-
-
-GEMMA_2_TEMPLATE = (  # google/gemma-2-2b-it's: raise_exception refuses a system turn
-    "{{ bos_token }}{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not supported') }}"
-    "{% endif %}{% for message in messages %}{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}"
-    "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}"
-    "{% if (message['role'] == 'assistant') %}{% set role = 'model' %}{% else %}{% set role = message['role'] %}"
-    "{% endif %}{{ '<start_of_turn>' + role + '\n' + message['content'] | trim + '<end_of_turn>\n' }}{% endfor %}"
-    "{% if add_generation_prompt %}{{'<start_of_turn>model\n'}}{% endif %}"
-)
 
 
 @pytest.mark.parametrize("where", ["chat_template.jinja", "tokenizer_config.json"])
