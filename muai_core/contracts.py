@@ -268,6 +268,8 @@ class GenerationResult:
     ttft_s: float
     token_latencies_s: tuple[float, ...] = ()
     backend: str = ""  # the backend that generated it; filled in by ModelManager
+    #: Part of ``ttft_s`` spent waiting for a place in the model's batch (0.0 where a backend does not queue).
+    queue_wait_s: float = 0.0
 
     @property
     def new_tokens(self) -> int:
