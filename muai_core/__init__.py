@@ -9,6 +9,7 @@ from muai_core.errors import (
     InvalidInputError,
     ModelLoadError,
     PluginError,
+    ResourceExhausted,
 )
 from muai_core.hookspecs import hookimpl
 from muai_core.manager import ModelManager
@@ -32,6 +33,7 @@ __all__ = [
     "ModelManager",
     "PerformanceMonitor",
     "PluginError",
+    "ResourceExhausted",
     "Stream",
     "hookimpl",
 ]

@@ -12,7 +12,14 @@ from typing import Any
 import numpy as np
 
 from muai_core.contracts import GenerationRequest, GenerationResult
-from muai_core.errors import BackendError, InferenceError, InvalidInputError, PartialGeneration, UnsupportedRequest
+from muai_core.errors import (
+    BackendError,
+    InferenceError,
+    InvalidInputError,
+    PartialGeneration,
+    ResourceExhausted,
+    UnsupportedRequest,
+)
 from muai_core.sampling import Penalty, next_token
 from muai_core.text import TextStream
 
@@ -64,9 +71,9 @@ def token_loop(
     ``ignore_eos``) or a stop token once ``min_new_tokens`` are out, stop strings, streaming, timings, resuming
     after ``resume_ids`` and the result. It closes the engine's iterator when generation ends before the
     engine does. An engine error becomes ``PartialGeneration`` holding the tokens produced so far (so the
-    resolver can fall back and resume); ``InvalidInputError``, ``UnsupportedRequest`` and ``PartialGeneration``
-    pass as raised. An iterator that ends early ends generation (``finish_reason`` ``"length"`` unless it ended
-    on an EOS or stop token).
+    resolver can fall back and resume); ``InvalidInputError``, ``UnsupportedRequest``, ``ResourceExhausted`` and
+    ``PartialGeneration`` pass as raised. An iterator that ends early ends generation (``finish_reason``
+    ``"length"`` unless it ended on an EOS or stop token).
     """
     if not prompt_ids:
         raise InvalidInputError("the prompt encodes to no tokens", hint="pass some text the tokenizer can encode")
@@ -152,7 +159,7 @@ def _engine_call(call: Callable[[], Any], produced: list[int]) -> Any:
     """``call()``, an engine's failure raised as ``PartialGeneration`` from its error."""
     try:
         return call()
-    except (InvalidInputError, UnsupportedRequest, PartialGeneration):
+    except (InvalidInputError, UnsupportedRequest, PartialGeneration, ResourceExhausted):
         raise
     except Exception as exc:
         raise partial_generation(exc, produced) from exc

@@ -111,6 +111,13 @@ class UnsupportedRequest(InferenceError):
     """
 
 
+class ResourceExhausted(InferenceError):
+    """The model is busy: its queue of waiting requests is full. Retry later (an HTTP server answers 429).
+
+    Not a failure of the backend: the call is not retried on another backend.
+    """
+
+
 class PartialGeneration(InferenceError):
     """A generation failed after producing ``produced_ids`` (the new token ids so far, in order).
 

@@ -20,6 +20,7 @@ from muai_core.errors import (
     InvalidInputError,
     ModelLoadError,
     PartialGeneration,
+    ResourceExhausted,
     UnsupportedRequest,
 )
 from muai_core.inventory import close_names, model_names
@@ -40,8 +41,8 @@ class CallerError(Exception):
         self.error = error
 
 
-#: Errors caused by the caller, not by a backend: they never trigger a fallback.
-USER_ERRORS = (InvalidInputError, ConfigurationError, CallerError)
+#: Errors that are not a backend's failure (the caller's, or a full queue): they never trigger a fallback.
+USER_ERRORS = (InvalidInputError, ConfigurationError, CallerError, ResourceExhausted)
 
 
 @dataclass(frozen=True)
