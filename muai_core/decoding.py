@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from muai_core.batching import Cancelled
 from muai_core.contracts import GenerationRequest, GenerationResult
 from muai_core.errors import (
     BackendError,
@@ -91,6 +92,8 @@ def token_loop(
             token = _engine_call(lambda: next(tokens, None), new_ids)
             if token is None:
                 finish = _reason(new_ids[-1], eos, request) if new_ids else "length"
+                if request.cancel is not None and request.cancel.is_set():
+                    finish = "stopped"
                 break
             stamps.append(time.perf_counter())
             new_ids.append(int(token))
@@ -141,7 +144,10 @@ def _sampled_tokens(
     penalty = Penalty(ids, request.repetition_penalty) if request.repetition_penalty != 1.0 else None
     feed = np.asarray([ids], dtype=np.int64)
     for index in itertools.count(produced):
-        logits = step(feed)
+        try:
+            logits = step(feed)
+        except Cancelled:  # the consumer has left while the step waited for its batch
+            return
         if index == produced:
             request.check_token_ids(logits.shape[-1])
         if not np.isfinite(logits).all():
