@@ -112,7 +112,7 @@ class StepBatcher:
     """
 
     def __init__(self, engine: BatchEngine, *, max_batch_tokens: int = 512, max_waiting: int = 256) -> None:
-        self._engine = engine
+        self.engine = engine
         self.max_batch_tokens = max_batch_tokens
         self.max_waiting = max_waiting
         self._cond = threading.Condition()
@@ -181,7 +181,7 @@ class StepBatcher:
                 chunk.sequence._in_flight = True
             self._cond.release()
             try:
-                rows, error = self._engine.run(chunks), None
+                rows, error = self.engine.run(chunks), None
             except Exception as exc:
                 rows, error = [], exc
             finally:
@@ -205,7 +205,7 @@ class StepBatcher:
         while self._waiting and len(self._active) < self.max_batch_tokens:
             sequence = self._waiting[0]
             try:
-                if not self._engine.admit(sequence, sequence._pending):
+                if not self.engine.admit(sequence, sequence._pending):
                     return
             except Exception as exc:
                 self._waiting.popleft()
@@ -255,7 +255,7 @@ class StepBatcher:
             self._waiting.remove(sequence)
         if sequence in self._active:
             self._active.remove(sequence)
-            self._engine.release(sequence)
+            self.engine.release(sequence)
         sequence._pending = None
         self._cond.notify_all()
 

@@ -1,8 +1,10 @@
-"""Generation and ``forward`` on a compiled model; decode steps on the stateful graph (KV cache inside OpenVINO)."""
+"""Generation and ``forward`` on a compiled model: batched steps on the paged graph, or one request at a time on
+the stateful graph (KV cache inside OpenVINO)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -11,17 +13,19 @@ from muai_core.contracts import GenerationRequest, GenerationResult
 from muai_core.decoding import Step, decode_loop
 from muai_core.errors import InferenceError
 from muai_core.inputs import position_ids, token_arrays
-from muai_openvino.paged import PagedStep
 from muai_openvino.runtime import OpenVINOModel
 
 
 def generate(handle: OpenVINOModel, request: GenerationRequest) -> GenerationResult:
     codec = handle.codec
     prompt_ids = codec.encode(codec.prompt_text(request), add_special_tokens=not request.chat)
+    batcher = handle.batcher
+    if batcher is not None:
+        longest = len(prompt_ids) + request.new_token_budget(len(prompt_ids), handle.context_length)
+        with batcher.sequence(longest, request.cancel) as step:
+            result = _decode(step, prompt_ids, handle, request)
+        return replace(result, queue_wait_s=step.queue_wait_s)
     with handle.lock:
-        if handle.paged_cache is not None:  # each sequence starts at position 0: nothing to reset
-            longest = len(prompt_ids) + request.new_token_budget(len(prompt_ids), handle.context_length)
-            return _decode(PagedStep(handle, longest), prompt_ids, handle, request)
         handle.request.reset_state()
         try:
             return _decode(StatefulStep(handle, len(prompt_ids)), prompt_ids, handle, request)

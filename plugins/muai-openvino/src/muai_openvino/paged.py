@@ -1,4 +1,4 @@
-"""Decode steps on a PagedAttention graph: the KV cache lives in block tensors muai allocates and grows."""
+"""Batched decode steps on a PagedAttention graph: many sequences per infer call, their KV cache in shared blocks."""
 
 from __future__ import annotations
 
@@ -6,16 +6,18 @@ from typing import Any
 
 import numpy as np
 
+from muai_core.batching import BatchedSequence, Chunk
 from muai_core.errors import UnsupportedRequest, first_line
+from muai_openvino.blocks import BlockPool, Reservation, block_digests
 from muai_openvino.graph import CACHE_INPUTS
+
+HINT = "ask for fewer new tokens, or raise backend.openvino.kv_cache_bytes"
 
 
 class PagedCache:
     """The key/value block tensors of every layer of one compiled PagedAttention model.
 
-    A sequence uses blocks 0..n-1 in order, reserved before its first step or as it grows; a sequence that
-    needs more than the tensors hold gets new ones (at least twice the blocks), so later ones of that length
-    reuse them.
+    They grow (copying the blocks they hold) when the pool needs more room; block ids stay valid.
     """
 
     def __init__(self, compiled: Any) -> None:
@@ -23,33 +25,35 @@ class PagedCache:
         # CPU layouts: key [blocks, kv heads, block size (+ quantization rows), head size],
         # value [blocks, kv heads, block size, head size (+ quantization columns)].
         self.block_size = compiled.input("value_cache.0").get_partial_shape()[2].get_length()
+        self.block_bytes = sum(port.get_element_type().size * _block_elements(port) for port in self._ports)
         self.blocks = 0
         self._tensors: dict[str, Any] = {}
 
     def blocks_for(self, tokens: int) -> int:
         return -(-tokens // self.block_size)
 
-    def reserve(self, request: Any, tokens: int, keep: int = 0) -> None:
-        """Make room for a sequence of ``tokens`` positions; sets new tensors on ``request``.
-
-        The blocks of the first ``keep`` positions are copied into the new tensors, the rest is not kept.
-        """
-        needed = self.blocks_for(tokens)
-        if needed <= self.blocks:
+    def reserve(self, request: Any, blocks: int) -> None:
+        """Make the tensors hold ``blocks`` blocks (keeping those they hold) and set them on ``request``."""
+        if blocks <= self.blocks:
             return
         from openvino import Tensor
 
-        blocks, kept = max(needed, 2 * self.blocks), self.blocks_for(keep)
+        tensors = {}
         for port in self._ports:
             name, shape = port.get_any_name(), port.get_partial_shape()
             tensor = Tensor(port.get_element_type(), [blocks, *(shape[i].get_length() for i in range(1, 4))])
-            if kept:
-                old = self._tensors[name]
-                size = old.byte_size // self.blocks * kept
-                _bytes(tensor)[:size] = _bytes(old)[:size]
-            self._tensors[name] = tensor
+            if self.blocks:
+                old = _bytes(self._tensors[name])
+                _bytes(tensor)[: old.size] = old
+            tensors[name] = tensor
+        for name, tensor in tensors.items():
             request.set_tensor(name, tensor)
-        self.blocks = blocks
+        self._tensors, self.blocks = tensors, blocks
+
+
+def _block_elements(port: Any) -> int:
+    shape = port.get_partial_shape()
+    return int(np.prod([shape[i].get_length() for i in range(1, 4)]))
 
 
 def _bytes(tensor: Any) -> np.ndarray:
@@ -57,72 +61,125 @@ def _bytes(tensor: Any) -> np.ndarray:
     return tensor.data.reshape(-1).view(np.uint8)
 
 
-class PagedStep:
-    """One decode step of one sequence on a PagedAttention request: returns the logits of its last token.
+class PagedEngine:
+    """Runs the chunks of a batch as one infer call on a PagedAttention request (``muai_core.batching``'s engine).
 
-    The scalar inputs are arrays shared with the request and rewritten in place, the positions and the block
-    table views of arrays sized for the whole sequence: a step sets three small tensors, copies nothing, and
-    skips OpenVINO's Python input conversion that ``infer(dict)`` does.
+    Each sequence gets its prompt's cached blocks and a promise of the rest at admission; the block tensors
+    grow as blocks are taken (for a prompt: at admission, where a failure to allocate sends that one request
+    to another backend).
     """
 
-    def __init__(self, handle: Any, tokens: int) -> None:
-        """``tokens``: the longest the sequence can get (prompt and budget).
-
-        Its blocks are reserved now where the model's context bounds it; else they grow as the sequence does.
-        """
+    def __init__(self, handle: Any, pool: BlockPool) -> None:
         from openvino import Tensor
 
         self._tensor = Tensor
-        self._handle = handle  # not the request: unloading drops it even while a traceback holds this step
-        self._position = 0
-        self._longest = tokens
-        self._positions = np.zeros(0, dtype=np.int64)
-        self._block_table = np.zeros(0, dtype=np.int32)
-        if handle.context_length is not None:
-            self._grow(tokens)
-        # One sequence: past_lens [start], subsequence_begins [0, new tokens], block_indices_begins [0, blocks].
-        self._past_lens = np.zeros(1, dtype=np.int32)
-        self._token_bounds = np.zeros(2, dtype=np.int32)
-        self._block_bounds = np.zeros(2, dtype=np.int32)
-        self._context = np.zeros((), dtype=np.int32)
-        for name, values in (
-            ("past_lens", self._past_lens),
-            ("subsequence_begins", self._token_bounds),
-            ("block_indices_begins", self._block_bounds),
-            ("max_context_len", self._context),
-        ):
-            handle.request.set_tensor(name, Tensor(values, shared_memory=True))
+        self._handle = handle  # not the request: unloading drops it even while a traceback holds this engine
+        self.pool = pool
 
-    def _grow(self, tokens: int) -> None:
-        """Room for at least ``tokens`` positions (doubling, up to the longest), keeping the sequence so far."""
-        capacity = min(self._longest, max(tokens, 2 * len(self._positions)))
-        try:
-            self._handle.paged_cache.reserve(self._handle.request, capacity, keep=self._position)
-        except (MemoryError, RuntimeError) as exc:  # this call is too long; shorter ones still run here
+    def admit(self, sequence: BatchedSequence, tokens: np.ndarray) -> bool:
+        pool = self.pool
+        blocks = pool.blocks_for(sequence.longest)
+        if blocks > pool.max_blocks:
             raise UnsupportedRequest(
-                f"cannot allocate the KV cache for a sequence of {capacity} tokens: {first_line(exc)}",
-                hint="ask for fewer new tokens",
+                f"a sequence of {sequence.longest} tokens needs {blocks} KV cache blocks; the cache holds "
+                f"{pool.max_blocks} ({pool.max_blocks * pool.block_size} tokens)",
+                hint=HINT,
+            )
+        full = (len(tokens) - 1) // pool.block_size if pool.prefix_cache else 0  # the last token is always fed
+        reservation = pool.reserve(block_digests(tokens, pool.block_size, full), blocks)
+        if reservation is None:
+            return False
+        try:
+            self._make_room(pool.blocks_for(len(tokens)) - len(reservation.blocks))
+        except (MemoryError, RuntimeError) as exc:  # this sequence is too long here; shorter ones still run
+            pool.release(reservation)
+            raise UnsupportedRequest(
+                f"cannot allocate the KV cache for a sequence of {sequence.longest} tokens: {first_line(exc)}",
+                hint=HINT,
             ) from exc
-        self._positions = np.arange(capacity, dtype=np.int64)
-        self._block_table = np.arange(self._handle.paged_cache.blocks_for(capacity), dtype=np.int32)
+        sequence.state = _Blocks(reservation, [int(t) for t in tokens[: len(reservation.blocks) * pool.block_size]])
+        sequence.cached = len(sequence.state.tokens)
+        return True
 
-    def __call__(self, ids: np.ndarray) -> np.ndarray:
-        tokens = ids[0]
-        start, end = self._position, self._position + len(tokens)
-        if end > len(self._positions):
-            self._grow(end)
-        blocks = self._handle.paged_cache.blocks_for(end)
-        self._past_lens[0] = start
-        self._token_bounds[1] = len(tokens)
-        self._block_bounds[1] = blocks
-        self._context[...] = end
+    def run(self, chunks: list[Chunk]) -> list[np.ndarray]:
+        pool = self.pool
+        ends = [chunk.start + len(chunk.tokens) for chunk in chunks]
+        reservations = [chunk.sequence.state.reservation for chunk in chunks]
+        wanted = [pool.blocks_for(end) for end in ends]
+        self._make_room(sum(n - len(r.blocks) for r, n in zip(reservations, wanted, strict=True)))
+        tables = []
+        for reservation, count in zip(reservations, wanted, strict=True):
+            while len(reservation.blocks) < count:
+                pool.take(reservation)
+            tables.append(reservation.blocks[:count])
+        lengths = [len(chunk.tokens) for chunk in chunks]
+        bounds = np.cumsum([0, *lengths], dtype=np.int32)
+        sampled = [int(bounds[i + 1]) - 1 for i, chunk in enumerate(chunks) if chunk.last] or [0]
+        positions = [np.arange(chunk.start, end, dtype=np.int64) for chunk, end in zip(chunks, ends, strict=True)]
         request = self._handle.request
-        for name, values in (
-            ("input_ids", tokens),
-            ("position_ids", self._positions[start:end]),
-            ("block_indices", self._block_table[:blocks]),
-        ):
+        inputs = {
+            "input_ids": np.concatenate([chunk.tokens for chunk in chunks]).astype(np.int64, copy=False),
+            "position_ids": np.concatenate(positions),
+            "past_lens": np.array([chunk.start for chunk in chunks], dtype=np.int32),
+            "subsequence_begins": bounds,
+            "block_indices": np.array([block for table in tables for block in table], dtype=np.int32),
+            "block_indices_begins": np.cumsum([0, *map(len, tables)], dtype=np.int32),
+            "max_context_len": np.array(max(ends), dtype=np.int32),
+            "sampled_positions": np.array(sampled, dtype=np.int64),
+        }
+        for name, values in inputs.items():
             request.set_tensor(name, self._tensor(values, shared_memory=True))
-        outputs = request.infer(share_outputs=True)
-        self._position = end
-        return outputs["logits"][-1, -1]
+        logits = request.infer(share_outputs=True)["logits"]
+        for chunk in chunks:
+            self._file(chunk)
+        return [logits[row, -1] for row in range(len(sampled))] if any(c.last for c in chunks) else []
+
+    def _make_room(self, blocks: int) -> None:
+        """Grow the tensors (if the pool prefers that) so that ``blocks`` more blocks can be taken."""
+        grow = self.pool.shortfall(blocks)
+        if grow:
+            cache = self._handle.paged_cache
+            cache.reserve(self._handle.request, cache.blocks + grow)
+            self.pool.grow(grow)
+
+    def release(self, sequence: BatchedSequence) -> None:
+        if sequence.state is not None:
+            self.pool.release(sequence.state.reservation)
+
+    def _file(self, chunk: Chunk) -> None:
+        """Record the chunk's tokens; file each block they filled in the prefix cache."""
+        state: _Blocks = chunk.sequence.state
+        state.tokens.extend(int(t) for t in chunk.tokens)
+        pool, filed = self.pool, len(state.reservation.digests)
+        full = len(state.tokens) // pool.block_size
+        if not pool.prefix_cache or full <= filed:
+            return
+        previous = state.reservation.digests[-1] if filed else b""
+        for digest in block_digests(state.tokens[filed * pool.block_size :], pool.block_size, full - filed, previous):
+            pool.file(state.reservation, digest)
+
+
+def paged_stats(handle: Any) -> dict[str, int] | None:
+    """The batch and KV cache figures of a paged model (None for the stateful graph)."""
+    batcher, cache = handle.batcher, handle.paged_cache
+    if batcher is None or cache is None:
+        return None
+    pool = batcher.engine.pool
+    return {
+        **batcher.stats(),
+        "kv_block_tokens": pool.block_size,
+        "kv_blocks_in_use": pool.in_use,
+        "kv_blocks_cached": pool.cached,
+        "kv_blocks_allocated": cache.blocks,
+        "kv_blocks_max": pool.max_blocks,
+        "kv_cache_bytes": cache.blocks * cache.block_bytes,
+        "prefix_blocks_reused": pool.reused_blocks,
+    }
+
+
+class _Blocks:
+    """A sequence's reservation and the tokens whose keys and values its blocks hold."""
+
+    def __init__(self, reservation: Reservation, tokens: list[int]) -> None:
+        self.reservation = reservation
+        self.tokens = tokens

@@ -10,6 +10,7 @@ from muai_core import hookimpl
 from muai_core.availability import modules_import
 from muai_core.contracts import Availability, GenerationRequest, GenerationResult, LoadRequest
 from muai_openvino import commands, generation, runtime
+from muai_openvino.paged import paged_stats
 from muai_openvino.settings import check_settings
 
 REQUIRED_MODULES = ("openvino", "tokenizers", "jinja2")
@@ -52,6 +53,7 @@ class OpenVINOBackend:
             "inference_precision": model.properties.get("INFERENCE_PRECISION_HINT", "f32"),
             "stateful": bool(model.manifest.get("stateful")),
             "attention": "stateful" if model.paged_cache is None else "paged",
+            "batching": paged_stats(model),
             "ir_path": str(model.directory),
             "context_length": model.context_length,
             "vocab_size": model.vocab_size,

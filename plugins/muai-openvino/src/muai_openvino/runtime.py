@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from muai_core.batching import StepBatcher
 from muai_core.contracts import LoadRequest
 from muai_core.errors import ModelLoadError, first_line, short_repr
 from muai_core.inputs import context_length
 from muai_core.model_source import directory_eos_ids, json_object
 from muai_core.text_codec import TextCodec
+from muai_openvino.blocks import BlockPool
 from muai_openvino.export_layout import BIN, XML, check_ir_dir, export_command, ir_dir
 from muai_openvino.graph import logits_for_last_position, to_paged_attention
 from muai_openvino.mapped_weights import release_mapped_pages
-from muai_openvino.paged import PagedCache
+from muai_openvino.paged import PagedCache, PagedEngine
 from muai_openvino.settings import (
     OpenVINOSettings,
     available_device,
@@ -52,7 +55,8 @@ def shared_core() -> Any:
 class OpenVINOModel:
     """The handle muai-openvino hands to the core: a compiled model, its tokenizer, and its KV cache blocks.
 
-    ``paged_cache`` is None when generation runs the stateful graph (the KV cache inside OpenVINO).
+    ``paged_cache`` and ``batcher`` are None when generation runs the stateful graph (the KV cache inside
+    OpenVINO, one request at a time); else concurrent generations share the batcher's steps.
     """
 
     compiled: Any
@@ -71,6 +75,7 @@ class OpenVINOModel:
     compile_properties: dict[str, str] = field(default_factory=dict)
     full_logits_request: Any = None
     paged_cache: PagedCache | None = None
+    batcher: StepBatcher | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def all_positions_request(self) -> Any:
@@ -125,7 +130,7 @@ def load(request: LoadRequest) -> OpenVINOModel:
             f"OpenVINO could not compile {directory / XML} for {device}: {first_line(exc)}",
             hint=f"the IR may be damaged; {hint}",
         ) from exc
-    return OpenVINOModel(
+    handle = OpenVINOModel(
         compiled=compiled,
         request=compiled.create_infer_request(),
         codec=TextCodec(directory, hint=hint),
@@ -139,8 +144,29 @@ def load(request: LoadRequest) -> OpenVINOModel:
         device=device,
         execution_devices=_execution_devices(compiled),
         compile_properties=properties,
-        paged_cache=PagedCache(compiled) if paged else None,
     )
+    if paged:
+        handle.paged_cache = PagedCache(compiled)
+        handle.batcher = _batcher(handle, settings)
+    return handle
+
+
+def _batcher(handle: OpenVINOModel, settings: OpenVINOSettings) -> StepBatcher:
+    cache = handle.paged_cache
+    budget = settings.kv_cache_bytes or default_kv_cache_bytes()
+    pool = BlockPool(cache.block_size, max(1, budget // cache.block_bytes), settings.prefix_cache)
+    return StepBatcher(
+        PagedEngine(handle, pool), max_batch_tokens=settings.max_batch_tokens, max_waiting=settings.max_waiting
+    )
+
+
+def default_kv_cache_bytes() -> int:
+    """A quarter of the memory free now, at most 4 GiB (the cache grows to it only as sequences need)."""
+    try:
+        free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError):  # a system that does not tell
+        free = 4 << 30
+    return max(64 << 20, min(free // 4, 4 << 30))
 
 
 def _vocab_size(compiled: Any, claimed: Any, directory: Path, hint: str) -> int:
@@ -181,6 +207,7 @@ def unload(handle: OpenVINOModel) -> None:
         handle.compiled = None
         handle.full_logits_request = None
         handle.paged_cache = None
+        handle.batcher = None
 
 
 def weights_bytes(handle: OpenVINOModel) -> int:
@@ -203,6 +230,8 @@ def _properties(settings: OpenVINOSettings, manifest: dict[str, Any], device: st
             properties["KV_CACHE_PRECISION"] = kv
         if full_precision:
             properties["INFERENCE_PRECISION_HINT"] = "f32"
+    if settings.inference_precision:
+        properties["INFERENCE_PRECISION_HINT"] = settings.inference_precision
     return properties
 
 

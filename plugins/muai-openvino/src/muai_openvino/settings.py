@@ -25,13 +25,19 @@ KEYS = (
     "performance_hint",
     "inference_num_threads",
     "kv_cache_precision",
+    "inference_precision",
     "precision",
     "mmap",
     "attention",
+    "kv_cache_bytes",
+    "max_batch_tokens",
+    "max_waiting",
+    "prefix_cache",
 )
 PRECISIONS = ("FP32", "FP16", "INT8")
 HINTS = ("LATENCY", "THROUGHPUT", "CUMULATIVE_THROUGHPUT")
 KV_PRECISIONS = ("f32", "f16", "u8")
+INFERENCE_PRECISIONS = ("f32", "bf16", "f16")
 ATTENTIONS = ("paged", "stateful")
 DEVICE_PATTERN = re.compile(r"^(CPU|NPU|GPU(\.\d+)?|AUTO(:[A-Z0-9.,]+)?)$")
 #: num_streams and inference_num_threads at most: OpenVINO reads both as 32-bit ints (larger values fail inside
@@ -54,6 +60,11 @@ class OpenVINOSettings:
     precision: str
     mmap: bool = True  # map the weights file (less memory at FP32) or read it into memory
     attention: str = "paged"  # on CPU: the KV cache in blocks muai passes in (PagedAttention) or in the graph's state
+    kv_cache_bytes: int | None = None  # the paged KV cache at most; None: a quarter of the free memory, at most 4 GiB
+    max_batch_tokens: int = 512  # tokens in one batched step at most (longer prompts are cut into chunks)
+    max_waiting: int = 256  # requests waiting for room in the KV cache at most; one more is refused
+    prefix_cache: bool = True  # reuse the KV cache blocks of a prompt prefix already computed
+    inference_precision: str | None = None  # None: f32 for an FP32 export, else the device's choice (bf16 on some)
 
 
 def parse_settings(device: str, section: Mapping[str, Any]) -> OpenVINOSettings:
@@ -85,6 +96,13 @@ def parse_settings(device: str, section: Mapping[str, Any]) -> OpenVINOSettings:
             f"backend.openvino.kv_cache_precision must be one of {', '.join(KV_PRECISIONS)}, got {short_repr(kv)}",
             hint="e.g. kv_cache_precision: u8 for the smallest cache; leave it out for the device's default",
         )
+    inference = section.get("inference_precision")
+    if inference is not None and inference not in INFERENCE_PRECISIONS:
+        raise ConfigurationError(
+            f"backend.openvino.inference_precision must be one of {', '.join(INFERENCE_PRECISIONS)}, "
+            f"got {short_repr(inference)}",
+            hint="e.g. inference_precision: f32 for the most exact results; leave it out for the device's choice",
+        )
     precision = str(section.get("precision", "FP32")).upper()
     if precision not in PRECISIONS:
         raise ConfigurationError(
@@ -103,6 +121,7 @@ def parse_settings(device: str, section: Mapping[str, Any]) -> OpenVINOSettings:
             f"backend.openvino.attention must be one of {', '.join(ATTENTIONS)}, got {attention!r}",
             hint="attention: paged (the default) or stateful, the KV cache in the graph's state",
         )
+    batching = _batching(section)
     for key in ("cache_dir", "compile_cache_dir"):
         if key in section and (not isinstance(section[key], str) or not section[key]):
             raise ConfigurationError(
@@ -120,7 +139,56 @@ def parse_settings(device: str, section: Mapping[str, Any]) -> OpenVINOSettings:
         precision=precision,
         mmap=mmap,
         attention=attention,
+        inference_precision=inference,
+        **batching,
     )
+
+
+def _batching(section: Mapping[str, Any]) -> dict[str, Any]:
+    """The continuous batching keys of ``backend.openvino``, validated."""
+    values: dict[str, Any] = {}
+    for key, low, high, example in (
+        ("max_batch_tokens", 1, 1 << 16, "max_batch_tokens: 512"),
+        ("max_waiting", 0, 1 << 20, "max_waiting: 256, or 0 to refuse a request when the cache is full"),
+    ):
+        value = section.get(key, OpenVINOSettings.__dataclass_fields__[key].default)
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+            raise ConfigurationError(
+                f"backend.openvino.{key} must be an int from {low} to {high}, got {short_repr(value)}",
+                hint=f"e.g. {example}",
+            )
+        values[key] = value
+    prefix = section.get("prefix_cache", True)
+    if not isinstance(prefix, bool):
+        raise ConfigurationError(
+            f"backend.openvino.prefix_cache must be true or false, got {short_repr(prefix)}",
+            hint="prefix_cache: true (the default) reuses the KV cache of a prompt prefix already computed",
+        )
+    values["prefix_cache"] = prefix
+    if "kv_cache_bytes" in section:
+        values["kv_cache_bytes"] = parse_bytes(section["kv_cache_bytes"], "backend.openvino.kv_cache_bytes")
+    return values
+
+
+_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "KIB": 1 << 10, "MIB": 1 << 20, "GIB": 1 << 30}
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*$")
+
+
+def parse_bytes(value: Any, key: str) -> int:
+    """A size in bytes from an int or text such as ``512MB`` or ``2GiB``; at least 64 KiB."""
+    match = _SIZE.match(value) if isinstance(value, str) else None
+    if isinstance(value, int) and not isinstance(value, bool):
+        size = value
+    elif match and match.group(2).upper() in _UNITS:
+        size = int(float(match.group(1)) * _UNITS[match.group(2).upper()])
+    else:
+        size = -1
+    if size < 64 << 10:
+        raise ConfigurationError(
+            f"{key} must be a size of at least 64KiB (bytes, or text such as 512MB or 2GiB), got {short_repr(value)}",
+            hint=f"e.g. {key.rsplit('.', 1)[-1]}: 2GiB",
+        )
+    return size
 
 
 def check_settings(section: Mapping[str, Any]) -> None:
