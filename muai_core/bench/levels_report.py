@@ -12,12 +12,13 @@ COLUMNS = ("target", "backend", "clients", "aggregate tok/s (min-max)", "vs 1 cl
 
 def cells(row: dict[str, Any]) -> list[str]:
     if "error" in row:
-        return [row["target"], "failed", str(row["concurrency"]), row["error"][:60], *[""] * (len(COLUMNS) - 4)]
+        state = "refused" if row["error"].startswith("refused") else "failed"
+        return [row["target"], state, str(row["concurrency"]), row["error"][:60], *[""] * (len(COLUMNS) - 4)]
     tps = row["aggregate_tps"]
     late = row["late_ttft_ms"]
     late_cell = "" if late is None else f"{late:.0f}"
     if "late_ttft_ratio" in row:
-        late_cell += f" ({row['late_ttft_ratio']:.1f}x idle)"
+        late_cell += f" ({row['late_ttft_ratio']:.2f}x idle)"
     return [
         row["target"] + (f" ({row['failed_rounds']} round(s) failed)" if row["failed_rounds"] else ""),
         row["backend"],

@@ -69,7 +69,7 @@ def test_rounds_merge_into_percentiles_over_all_requests_and_ratios_to_one_clien
     assert lines[0].split()[:3] == ["target", "backend", "clients"]
     assert "aggregate tok/s (min-max)" in lines[0] and "late TTFT ms" in lines[0]
     assert "11.0 (10.0-12.0)" in lines[2] and "200 / 290" in lines[2] and "20.0 / 29.0" in lines[2]
-    assert "openvino INT8 (1 round(s) failed)" in lines[3] and "2.86x" in lines[3] and "400 (2.0x idle)" in lines[3]
+    assert "openvino INT8 (1 round(s) failed)" in lines[3] and "2.86x" in lines[3] and "400 (2.00x idle)" in lines[3]
     assert lines[4].split() == ["pytorch", "failed", "2", "no", "model"]
     markdown = report.markdown(rows, "t\ncpu", CONCURRENCY)
     assert markdown.startswith("### t; cpu\n") and markdown.count("\n| ") == 4
