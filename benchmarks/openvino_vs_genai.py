@@ -2,6 +2,7 @@
 """muai's OpenVINO backend against PyTorch and against openvino-genai's LLMPipeline on the same IR.
 
     python benchmarks/openvino_vs_genai.py smollm2-135m [--new-tokens 128] [--rounds 5]
+    python benchmarks/openvino_vs_genai.py smollm2-135m --concurrency 1,4,8,16 [--rounds 3]
 
 Every target runs in its own process with the same prompt and token budget (EOS ignored), once per round;
 the targets take turns so that the machine's drift falls on all of them alike, and muai's ratios to genai
@@ -11,6 +12,11 @@ openvino); without them those rows are skipped. genai runs twice per precision: 
 PagedAttention conversion (PA; its prefix cache off, as the repeated prompt would otherwise hit it) and with
 the stateful SDPA graph (SDPA). The OpenVINO tokenizer
 models that LLMPipeline needs are written beside a linked copy of each export, never into it.
+
+With ``--concurrency`` each level runs ``muai bench --concurrency``'s worker (N clients, one chat request
+each, one loaded model) for PyTorch and muai's OpenVINO, and genai's ``ContinuousBatchingPipeline`` on the
+same IR with N client threads adding their request at once (``concurrency_genai.py``), every (target, level)
+in its own process, interleaved by round.
 """
 
 from __future__ import annotations
@@ -24,6 +30,8 @@ import tempfile
 from collections.abc import Callable
 from importlib.util import find_spec
 from pathlib import Path
+
+from concurrency_genai import concurrency_main
 
 from muai_core.bench import report
 from muai_core.bench.runner import DEFAULT_PROMPT, relate, run_worker, summary
@@ -173,6 +181,8 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--prompt", default=DEFAULT_PROMPT)
     parser.add_argument("--out", default="bench-results/genai")
+    parser.add_argument("--concurrency", help="comma-separated numbers of clients, e.g. 1,4,8,16: the concurrency mode")
+    parser.add_argument("--cache-gb", type=int, default=1, help="genai's KV cache in GB (SchedulerConfig.cache_size)")
     args = parser.parse_args()
     if args.new_tokens < 2:
         parser.error("--new-tokens must be at least 2: a decode rate is timed between the first and the last token")
@@ -186,6 +196,8 @@ def main() -> int:
     have_genai = find_spec("openvino_genai") and find_spec("openvino_tokenizers")
     if not have_genai:
         print("openvino-genai or openvino-tokenizers is not installed: genai rows skipped", file=sys.stderr)
+    if args.concurrency is not None:
+        return concurrency_main(args, parser, common, cache, genai_dir if have_genai else None)
     with tempfile.TemporaryDirectory() as scratch:
         targets = targets_in_turn(common, cache, Path(scratch) if have_genai else None)
         results: dict[str, list[dict]] = {label: [] for label, _ in targets}

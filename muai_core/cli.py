@@ -14,6 +14,9 @@ from pathlib import Path
 
 from muai_core import __version__
 from muai_core.bench import report
+from muai_core.bench.levels import run_concurrency
+from muai_core.bench.levels_report import CONCURRENCY
+from muai_core.bench.machine import cpu_description
 from muai_core.bench.runner import DEFAULT_PROMPT, BenchSettings, Target, run_bench
 from muai_core.config import load_config
 from muai_core.errors import BackendError, ConfigurationError, short_repr
@@ -78,6 +81,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--runs", type=int, default=3, help="timed runs per backend (median reported, min-max shown)")
     bench.add_argument("--warmup", type=int, default=1, help="runs before timing (the first one's TTFT: cold TTFT)")
+    bench.add_argument(
+        "--concurrency",
+        help="comma-separated numbers of clients, e.g. 1,4,8,16: each sends one chat request at once to one loaded "
+        "model; per level and round a process of its own (--runs rounds, --warmup untimed rounds in each)",
+    )
     bench.add_argument("--new-tokens", type=int, default=128)
     bench.add_argument("--prompt", default=DEFAULT_PROMPT)
     bench.add_argument("--device", default="cpu")
@@ -261,20 +269,48 @@ def cmd_bench(args: argparse.Namespace) -> int:
     _at_least("--new-tokens", args.new_tokens, 1)
     _at_least("--warmup", args.warmup, 0)
     targets = bench_targets(args.backends)
+    levels = () if args.concurrency is None else concurrency_levels(args.concurrency)
     out = Path(args.out)
     check_writable_folder(out, "--out")
     settings = BenchSettings(
-        args.model, targets, args.prompt, args.new_tokens, args.runs, args.warmup, args.device, args.config
+        args.model, targets, args.prompt, args.new_tokens, args.runs, args.warmup, args.device, args.config, levels
     )
     progress = Progress("muai bench")
-    progress.say(f"{args.model}, {args.new_tokens} new tokens, {args.runs} runs each")
-    rows = run_bench(settings, progress)
-    title = f"{args.model}: {rows[0].get('prompt_tokens', '?')}-token prompt, {args.new_tokens} new tokens, greedy"
-    print(report.table(rows))
-    meta = {"model": args.model, "new_tokens": args.new_tokens, "runs": args.runs, "warmup": args.warmup}
-    for path in report.write(rows, out, title, meta, progress):
+    cpu = cpu_description()
+    meta = {"model": args.model, "new_tokens": args.new_tokens, "runs": args.runs, "warmup": args.warmup, "cpu": cpu}
+    if levels:
+        progress.say(f"{args.model}, {args.new_tokens} new tokens per request, clients {args.concurrency}, {cpu}")
+        rows, layout = run_concurrency(settings, progress), CONCURRENCY
+        meta["concurrency"] = list(levels)
+        what = "chat requests at once"
+    else:
+        progress.say(f"{args.model}, {args.new_tokens} new tokens, {args.runs} runs each")
+        rows, layout = run_bench(settings, progress), report.SINGLE
+        what = "greedy"
+    prompt_tokens = next((r["prompt_tokens"] for r in rows if "prompt_tokens" in r), "?")
+    title = f"{args.model}: {prompt_tokens}-token prompt, {args.new_tokens} new tokens, {what}\n{cpu}"
+    print(report.table(rows, layout))
+    for path in report.write(rows, out, title, meta, progress, layout):
         progress.say(f"wrote {path}")
     return EXIT_ERROR if any("error" in row for row in rows) else 0
+
+
+def concurrency_levels(text: str) -> tuple[int, ...]:
+    """The levels of ``--concurrency``: whole numbers of at least 1, each once, in increasing order."""
+    items = [item.strip() for item in text.split(",")]
+    hint = "e.g. --concurrency 1,4,8,16"
+    if not any(items):
+        raise ConfigurationError(f"--concurrency names no level: {short_repr(text)}", hint=hint)
+    levels = set()
+    for item in items:
+        if not item:
+            continue
+        if not item.isdigit() or int(item) < 1:
+            raise ConfigurationError(
+                f"--concurrency takes numbers of clients of at least 1, got {short_repr(item)}", hint=hint
+            )
+        levels.add(int(item))
+    return tuple(sorted(levels))
 
 
 def bench_targets(text: str) -> list[Target]:

@@ -288,7 +288,8 @@ class ModelManager:
             attempt = resume.request_for(loaded)
             started = time.perf_counter()
             try:
-                result = loaded.backend.generate(loaded.handle, attempt)
+                with self._monitor.in_flight(loaded.backend_name, model_name):
+                    result = loaded.backend.generate(loaded.handle, attempt)
             except PartialGeneration as exc:
                 if resume.keep(loaded, exc):
                     raise
@@ -302,8 +303,9 @@ class ModelManager:
                     raise CallerError(streamer.error)
             tokens = result.new_tokens - len(attempt.resume_ids)
             self._monitor.record_inference(
-                loaded.backend_name, model_name, time.perf_counter() - started, tokens, ttft=result.ttft_s
-            )
+                loaded.backend_name, model_name, time.perf_counter() - started, tokens, ttft=result.ttft_s,
+                queue_wait=result.queue_wait_s, token_latencies=result.token_latencies_s,
+            )  # fmt: skip
             return replace(result, backend=loaded.backend_name)
 
         return self._run(model_name, "generate", run)

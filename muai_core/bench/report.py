@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,31 +40,48 @@ def cells(row: dict[str, Any]) -> list[str]:
     ]
 
 
-def table(rows: list[dict[str, Any]]) -> str:
-    grid = [list(COLUMNS), *(cells(r) for r in rows)]
-    widths = [max(len(line[i]) for line in grid) for i in range(len(COLUMNS))]
+@dataclass(frozen=True)
+class Layout:
+    """A kind of benchmark row: its table's columns, a row's cells, and the chart of the rows (None: nothing ran)."""
+
+    columns: tuple[str, ...]
+    cells: Callable[[dict[str, Any]], list[str]]
+    chart: Callable[[list[dict[str, Any]], str], Any]
+
+
+def table(rows: list[dict[str, Any]], layout: Layout | None = None) -> str:
+    layout = layout or SINGLE
+    grid = [list(layout.columns), *(layout.cells(r) for r in rows)]
+    widths = [max(len(line[i]) for line in grid) for i in range(len(layout.columns))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in grid]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 
 
-def markdown(rows: list[dict[str, Any]], title: str) -> str:
-    lines = [f"### {title}", "", "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    lines += ["| " + " | ".join(cells(r)) + " |" for r in rows]
+def markdown(rows: list[dict[str, Any]], title: str, layout: Layout | None = None) -> str:
+    layout = layout or SINGLE
+    heading = title.replace("\n", "; ")
+    lines = [f"### {heading}", "", "| " + " | ".join(layout.columns) + " |", "|" + "---|" * len(layout.columns)]
+    lines += ["| " + " | ".join(layout.cells(r)) + " |" for r in rows]
     return "\n".join(lines) + "\n"
 
 
 def write(
-    rows: list[dict[str, Any]], out: Path, title: str, meta: dict[str, Any], progress: Progress | None = None
+    rows: list[dict[str, Any]],
+    out: Path,
+    title: str,
+    meta: dict[str, Any],
+    progress: Progress | None = None,
+    layout: Layout | None = None,
 ) -> list[Path]:
     """Write bench.json, bench.md and (where matplotlib is installed) bench.png; return the paths."""
     progress = progress or Progress("muai bench")
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / "bench.json", out / "bench.md"]
     paths[0].write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n", encoding="utf-8")
-    paths[1].write_text(markdown(rows, title), encoding="utf-8")
+    paths[1].write_text(markdown(rows, title, layout), encoding="utf-8")
     png = out / "bench.png"
-    skipped = plot(rows, png, title)
+    skipped = plot(rows, png, title, layout)
     if skipped:
         png.unlink(missing_ok=True)  # a chart of an earlier run must not pass for this one's
         progress.say(f"{png.name} skipped: {skipped}")
@@ -71,7 +90,7 @@ def write(
     return paths
 
 
-def plot(rows: list[dict[str, Any]], path: Path, title: str) -> str:
+def plot(rows: list[dict[str, Any]], path: Path, title: str, layout: Layout | None = None) -> str:
     """Save the chart of ``rows`` to ``path``; return why not, or "" once saved."""
     try:
         import matplotlib
@@ -80,7 +99,7 @@ def plot(rows: list[dict[str, Any]], path: Path, title: str) -> str:
         import matplotlib.pyplot as plt
     except ImportError:
         return f"matplotlib is not installed; {CHART_HINT}"
-    figure = chart(rows, title)
+    figure = (layout or SINGLE).chart(rows, title)
     if figure is None:
         return "no target ran"
     figure.savefig(path, dpi=110)
@@ -148,3 +167,6 @@ def _panel(axis: Any, title: str, ylabel: str) -> None:
     axis.set_title(title)
     axis.set_ylabel(ylabel)
     axis.tick_params(axis="x", rotation=20)
+
+
+SINGLE = Layout(COLUMNS, cells, chart)

@@ -49,6 +49,8 @@ class BenchSettings:
     warmup: int = 1
     device: str = "cpu"
     config: str | None = None
+    #: Concurrency levels; empty: one request at a time (``run_bench``), else ``run_concurrency``.
+    concurrency: tuple[int, ...] = ()
 
 
 def run_bench(settings: BenchSettings, progress: Progress | None = None) -> list[dict[str, Any]]:
@@ -59,21 +61,25 @@ def run_bench(settings: BenchSettings, progress: Progress | None = None) -> list
     rows = []
     for target in settings.targets:
         progress.step(f"{target.label}: load, {settings.warmup} warm-up + {settings.runs} timed runs")
-        spec = {
-            "model": settings.model,
-            "backend": target.backend,
-            "precision": target.precision,
-            "device": settings.device,
-            "config": settings.config,
-            "prompt": settings.prompt,
-            "new_tokens": settings.new_tokens,
-            "runs": settings.runs,
-            "warmup": settings.warmup,
-        }
         with progress.bar(calls, target.label) as bar:
-            rows.append({"target": target.label, **run_worker(spec, bar)})
+            rows.append({"target": target.label, **run_worker(worker_spec(settings, target), bar)})
         progress.say(f"  {summary(rows[-1])}")
     return relate(rows)
+
+
+def worker_spec(settings: BenchSettings, target: Target, **extra: Any) -> dict[str, Any]:
+    return {
+        "model": settings.model,
+        "backend": target.backend,
+        "precision": target.precision,
+        "device": settings.device,
+        "config": settings.config,
+        "prompt": settings.prompt,
+        "new_tokens": settings.new_tokens,
+        "runs": settings.runs,
+        "warmup": settings.warmup,
+        **extra,
+    }
 
 
 def run_worker(spec: dict[str, Any], bar: Bar | None = None) -> dict[str, Any]:
@@ -120,6 +126,9 @@ def _show(event: dict[str, Any], bar: Bar | None) -> None:
     elif event["event"] == "call":
         kind = "warm-up" if event["warmup"] else "timed"
         bar.advance(f"{kind}, {event['seconds']:.1f} s, first token {event['ttft_ms']:.0f} ms")
+    elif event["event"] == "round":
+        kind = "warm-up" if event["warmup"] else "timed"
+        bar.advance(f"{kind} round, {event['tokens']} tokens in {event['seconds']:.1f} s")
 
 
 def relate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -1,4 +1,5 @@
 """One benchmark target in this process: load, warm up, time N greedy generations, print JSON.
+(With ``concurrency`` in the spec: ``muai_core.bench.concurrency``'s measure instead.)
 
 The first call's time to first token is kept apart (``cold_ttft_ms``): it includes the runtime's work on
 first seeing each input shape, which a one-shot ``muai generate`` pays and the timed runs do not.
@@ -33,7 +34,8 @@ def rss_mb() -> dict[str, float]:
     return {"rss_mb": values.get("VmRSS", 0.0), "peak_rss_mb": values.get("VmHWM", 0.0)}
 
 
-def measure(spec: dict[str, Any], on_event: Callable[[dict[str, Any]], None] = lambda event: None) -> dict[str, Any]:
+def load(spec: dict[str, Any], on_event: Callable[[dict[str, Any]], None]) -> tuple[ModelManager, dict[str, Any]]:
+    """The manager with ``spec``'s model loaded on its backend alone, and the load's figures."""
     settings = {"enable_fallback": False}  # a benchmark of a backend must not quietly run another
     if spec.get("precision"):
         settings["precision"] = spec["precision"]
@@ -47,8 +49,19 @@ def measure(spec: dict[str, Any], on_event: Callable[[dict[str, Any]], None] = l
     started = time.perf_counter()
     loaded = manager.load_model(spec["model"], backend_override=[spec["backend"]])
     load_s = time.perf_counter() - started
-    after_load = rss_mb()["rss_mb"]
     on_event({"event": "loaded", "load_s": load_s})
+    return manager, {
+        "backend": loaded.backend_name,
+        "precision": spec.get("precision") or "",
+        "model_info": loaded.backend.info(loaded.handle),
+        "load_s": load_s,
+        "baseline_rss_mb": baseline,
+        "rss_after_load_mb": rss_mb()["rss_mb"],
+    }
+
+
+def measure(spec: dict[str, Any], on_event: Callable[[dict[str, Any]], None] = lambda event: None) -> dict[str, Any]:
+    manager, loaded = load(spec, on_event)
     kwargs = {"max_new_tokens": spec["new_tokens"], "ignore_eos": True, "return_full_text": False}
     calls = []
     for index in range(spec["warmup"] + spec["runs"]):
@@ -62,10 +75,7 @@ def measure(spec: dict[str, Any], on_event: Callable[[dict[str, Any]], None] = l
     decode = [(r.new_tokens - 1) / sum(r.token_latencies_s) for r in results if r.token_latencies_s]
     latencies = sorted(t * 1000 for r in results for t in r.token_latencies_s)
     return {
-        "backend": loaded.backend_name,
-        "precision": spec.get("precision") or "",
-        "model_info": loaded.backend.info(loaded.handle),
-        "load_s": load_s,
+        **loaded,
         "prompt_tokens": results[0].prompt_tokens,
         "new_tokens": results[0].new_tokens,
         "cold_ttft_ms": calls[0].ttft_s * 1000,
@@ -73,8 +83,6 @@ def measure(spec: dict[str, Any], on_event: Callable[[dict[str, Any]], None] = l
         "decode_tps": _spread(decode),
         "token_p50_ms": percentile(latencies, 50) if latencies else None,
         "token_p95_ms": percentile(latencies, 95) if latencies else None,
-        "baseline_rss_mb": baseline,
-        "rss_after_load_mb": after_load,
         **rss_mb(),
         "token_ids": list(results[0].token_ids),
         "completion": results[0].completion,
@@ -92,8 +100,12 @@ def _emit(event: dict[str, Any]) -> None:
 
 
 def main() -> int:
+    from muai_core.bench.concurrency import measure_concurrent
+
     try:
-        print(json.dumps(measure(json.loads(sys.argv[1]), on_event=_emit)))
+        spec = json.loads(sys.argv[1])
+        run = measure_concurrent if "concurrency" in spec else measure
+        print(json.dumps(run(spec, on_event=_emit)))
     except BackendError as exc:
         print(exc, file=sys.stderr)
         return 2
