@@ -19,15 +19,19 @@ from muai_core import ModelManager  # noqa: E402
 from muai_core.serving.app import create_app  # noqa: E402
 
 MODEL = "tiny"
+#: A tiny model with a long context, whose generations last long enough to be cut short.
+LONG_MODEL = "tiny-long"
 
 
 @pytest.fixture(scope="session")
 def store(tmp_path_factory) -> Path:
-    """``models/tiny`` (a random GPT-2 with a chat template) and, where muai-openvino is installed, its FP32 export."""
+    """``models/tiny`` (a random GPT-2 with a chat template), ``models/tiny-long`` (the same with a long context)
+    and, where muai-openvino is installed, the FP32 export of ``tiny``."""
     from muai_pytorch.testing import build_tiny_model
 
     root = tmp_path_factory.mktemp("serve-store")
     build_tiny_model(root / "models" / MODEL, "gpt2")
+    build_tiny_model(root / "models" / LONG_MODEL, "gpt2", context=4096)
     try:
         from muai_openvino.export.pipeline import export_model
     except ImportError:
