@@ -137,6 +137,8 @@ class _Server:
             return JSONResponse(whole, headers={BACKEND_HEADER: result.backend})
         except Exception as exc:
             error = from_exception(exc)
+            if kind == "chat" and error.param == "prompt":  # a chat's prompt is its messages
+                error.param = "messages"
             self.metrics.failed(kind, model, error.status)
             return _error(error)
 

@@ -93,7 +93,10 @@ def test_a_bad_request_is_a_400_naming_the_parameter(client, arguments, param):
 def test_a_prompt_beyond_the_context_is_a_400(client):
     with pytest.raises(openai.BadRequestError) as caught:
         client.completions.create(model=MODEL, prompt="word " * 400, max_tokens=4)
-    assert "context" in caught.value.message
+    assert "context" in caught.value.message and caught.value.param == "prompt"
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "word " * 400}], max_tokens=4)
+    assert "context" in caught.value.message and caught.value.param == "messages"
 
 
 def test_an_unknown_model_is_a_404(client):
