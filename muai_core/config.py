@@ -26,7 +26,7 @@ CONFIG_ENV = "MUAI_CONFIG"
 DEFAULT_CONFIG_PATH = "config/system.yaml"
 DEFAULT_BACKEND = "pytorch"
 
-TOP_LEVEL_KEYS = ("backend", "max_cache_bytes", "model_overrides", "models", "models_dir")
+TOP_LEVEL_KEYS = ("backend", "max_cache_bytes", "model_overrides", "models", "models_dir", "serve")
 SIZE_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "kib": 2**10, "mib": 2**20, "gib": 2**30}
 SIZE_PATTERN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$", re.IGNORECASE)
 #: Keys of ``backend:`` that are not backend sections.
@@ -53,6 +53,8 @@ class MuaiConfig:
     models_dir: str = "models"
     max_cache_bytes: int | None = None
     source: str | None = None
+    #: The ``serve:`` section, checked by ``muai_core.serving.settings`` when a server starts.
+    serve: Mapping[str, Any] = field(default_factory=dict)
 
     def backend_settings(self, backend: str) -> Mapping[str, Any]:
         return self.backends.get(backend, MappingProxyType({}))
@@ -199,6 +201,7 @@ def parse_config(data: Any, *, source: str | None = None) -> MuaiConfig:
         models=MappingProxyType(models),
         models_dir=models_dir,
         source=source,
+        serve=MappingProxyType(_mapping(root.get("serve", {}), "serve", where)),
     )
 
 

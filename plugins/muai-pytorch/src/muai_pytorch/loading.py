@@ -74,18 +74,23 @@ def _load_both(request: LoadRequest, settings: Any, offline: bool, pickle: bool)
         "tokenizer",
         lambda: AutoTokenizer.from_pretrained(request.source, trust_remote_code=False, local_files_only=offline),
     )
-    model = _load_part(
-        request,
-        "model",
-        lambda: AutoModelForCausalLM.from_pretrained(
-            request.source,
-            dtype=getattr(torch, settings.dtype),
-            use_safetensors=not pickle,  # transformers reads pickle with torch.load(weights_only=True)
-            trust_remote_code=False,
-            local_files_only=offline,
-        ),
-    )
-    return tokenizer, model
+
+    def load_model() -> Any:
+        with _from_pretrained:
+            return AutoModelForCausalLM.from_pretrained(
+                request.source,
+                dtype=getattr(torch, settings.dtype),
+                use_safetensors=not pickle,  # transformers reads pickle with torch.load(weights_only=True)
+                trust_remote_code=False,
+                local_files_only=offline,
+            )
+
+    return tokenizer, _load_part(request, "model", load_model)
+
+
+#: One ``from_pretrained`` at a time: transformers builds models on the meta device by patching torch globally,
+#: so two threads loading at once (concurrent requests falling back together) break each other's weights.
+_from_pretrained = threading.Lock()
 
 
 @contextmanager
