@@ -8,6 +8,7 @@ import threading
 import time
 import weakref
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any, overload
 
@@ -21,6 +22,9 @@ from muai_core.monitor import PerformanceMonitor, default_monitor
 from muai_core.plugins import PluginRegistry, default_registry
 from muai_core.resolver import USER_ERRORS, CallerError, LoadedModel, LoadPlan, Resolver, engine_error
 from muai_core.streaming import AsyncStream, Stream, call_in_thread
+
+#: Prompts of one batch that run at once at most.
+BATCH_THREADS = 32
 
 BackendChoice = str | Sequence[str] | None
 #: One prompt, or a batch of them (a list).
@@ -185,8 +189,8 @@ class ModelManager:
         """Generate text; the model is loaded first if needed. See ``GenerationRequest`` for kwargs.
 
         A list of prompts (a batch) returns a list of texts in the same order, each what its prompt gives
-        alone; every prompt is checked before any is run. ``messages`` (a conversation, in place of the
-        prompt) goes through the model's chat template; the text is then the answer alone.
+        alone; every prompt is checked before any is run, then they run at once. ``messages`` (a conversation,
+        in place of the prompt) goes through the model's chat template; the text is then the answer alone.
         """
         results = self.generate_result(model_name, prompt, max_length, messages=messages, **kwargs)
         return [r.text for r in results] if isinstance(results, list) else results.text
@@ -210,7 +214,11 @@ class ModelManager:
     ) -> GenerationResult | list[GenerationResult]:
         """Like ``generate`` but returns the token ids, finish reason, timings and backend as well."""
         requests = _requests(prompt, max_length, {**kwargs, "messages": messages})
-        results = [self._generate(model_name, request) for request in requests]
+        if len(requests) == 1:
+            results = [self._generate(model_name, requests[0])]
+        else:  # at once: a backend that batches runs them in one batch; the first error (in order) is raised
+            with ThreadPoolExecutor(min(len(requests), BATCH_THREADS), thread_name_prefix="muai-batch") as pool:
+                results = list(pool.map(lambda request: self._generate(model_name, request), requests))
         return results if _is_batch(prompt) else results[0]
 
     def stream(

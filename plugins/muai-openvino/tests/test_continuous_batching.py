@@ -102,6 +102,14 @@ def test_concurrent_requests_share_batches_and_each_equals_its_run_alone(write_c
     assert all(r.backend == "openvino" for r in results)
 
 
+def test_a_batch_of_prompts_runs_as_one_batch(write_config):
+    config = write_config()
+    expected = [manager(config, backend="openvino").generate("gpt2", p, max_new_tokens=16) for p in PROMPTS]
+    ov_manager = manager(config, backend="openvino")
+    assert ov_manager.generate("gpt2", list(PROMPTS), max_new_tokens=16) == expected
+    assert stats(ov_manager, "gpt2")["peak_running"] > 1
+
+
 def test_a_long_prompt_is_fed_in_chunks_with_the_same_answer(long_config):
     prompt = " ".join(PROMPTS) * 2
     reference = manager(long_config(), backend="openvino").generate_result(
