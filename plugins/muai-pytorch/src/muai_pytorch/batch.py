@@ -33,6 +33,11 @@ class SlotEngine:
         self._lock = threading.Lock()
         self._longest: dict[int, int] = {}  # slot -> positions reserved
 
+    @property
+    def held(self) -> int:
+        """Sequences holding a slot now."""
+        return len(self._longest)
+
     def admit(self, sequence: BatchedSequence, tokens: np.ndarray) -> bool:
         if self.context_length is not None and sequence.longest > self.context_length:
             raise UnsupportedRequest(

@@ -40,7 +40,8 @@ class PyTorchModel:
     eos_ids: tuple[int, ...] = ()
     tokenizer_digest: str = ""  # muai_core.text.vocab_digest of the tokenizer's vocabulary
     lock: threading.Lock = field(default_factory=threading.Lock)
-    batcher: StepBatcher | None = None  # runs the decode steps of concurrent generations together
+    engine: SlotEngine | None = None  # the KV slots of the sequences decoding now
+    batcher: StepBatcher | None = None  # runs their decode steps together
 
 
 def load(request: LoadRequest) -> PyTorchModel:
@@ -66,7 +67,8 @@ def load(request: LoadRequest) -> PyTorchModel:
     eos = eos_token_ids(eos, request.model_name)
     digest = vocab_digest(tokenizer.get_vocab())
     handle = PyTorchModel(model, tokenizer, settings.device, settings.dtype, request.source, context, eos, digest)
-    handle.batcher = StepBatcher(SlotEngine(model, settings.device, context))
+    handle.engine = SlotEngine(model, settings.device, context)
+    handle.batcher = StepBatcher(handle.engine)
     return handle
 
 
@@ -150,7 +152,7 @@ def unload(handle: PyTorchModel) -> None:
 
     handle.model = None
     handle.tokenizer = None
-    handle.batcher = None  # its engine holds the model
+    handle.engine = handle.batcher = None  # the engine holds the model
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
