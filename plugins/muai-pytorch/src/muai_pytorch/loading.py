@@ -13,11 +13,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from muai_core.batching import StepBatcher
 from muai_core.contracts import LoadRequest
 from muai_core.errors import ModelLoadError, first_line
 from muai_core.inputs import CONTEXT_FIELDS, context_length
 from muai_core.model_source import check_config_size, check_model_dir, eos_token_ids, json_object
 from muai_core.text import vocab_digest
+from muai_pytorch.batch import SlotEngine
 from muai_pytorch.settings import parse_settings
 
 MODEL_TYPES = ("transformers",)
@@ -38,6 +40,8 @@ class PyTorchModel:
     eos_ids: tuple[int, ...] = ()
     tokenizer_digest: str = ""  # muai_core.text.vocab_digest of the tokenizer's vocabulary
     lock: threading.Lock = field(default_factory=threading.Lock)
+    engine: SlotEngine | None = None  # the KV slots of the sequences decoding now
+    batcher: StepBatcher | None = None  # runs their decode steps together
 
 
 def load(request: LoadRequest) -> PyTorchModel:
@@ -62,7 +66,10 @@ def load(request: LoadRequest) -> PyTorchModel:
         eos = config.eos_token_id if config.eos_token_id is not None else tokenizer.eos_token_id
     eos = eos_token_ids(eos, request.model_name)
     digest = vocab_digest(tokenizer.get_vocab())
-    return PyTorchModel(model, tokenizer, settings.device, settings.dtype, request.source, context, eos, digest)
+    handle = PyTorchModel(model, tokenizer, settings.device, settings.dtype, request.source, context, eos, digest)
+    handle.engine = SlotEngine(model, settings.device, context)
+    handle.batcher = StepBatcher(handle.engine)
+    return handle
 
 
 def _load_both(request: LoadRequest, settings: Any, offline: bool, pickle: bool) -> tuple[Any, Any]:
@@ -150,6 +157,7 @@ def unload(handle: PyTorchModel) -> None:
 
     handle.model = None
     handle.tokenizer = None
+    handle.engine = handle.batcher = None  # the engine holds the model
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
