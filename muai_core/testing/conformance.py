@@ -75,6 +75,10 @@ class ConformanceTarget:
         the model never ends.
     :param reference: another backend (e.g. ``"pytorch"``) whose greedy token ids must equal this one's on
         the same model; the check skips when it is not installed or not available.
+    :param seq2seq: ``model`` is an encoder-decoder model (T5, BART): the checks use the seq2seq meaning of
+        ``forward`` (with ``decoder_input_ids``), ``max_length`` and ``return_full_text`` (see muai_core.seq2seq).
+    :param runs_seq2seq: the backend runs encoder-decoder models (set it on its causal targets too); a backend
+        that does not must hand one to the next backend with the reason, which the suite checks.
     """
 
     factory: Callable[[], object]
@@ -84,6 +88,8 @@ class ConformanceTarget:
     prompt: str = "The capital of France is"
     eos_prompt: str | None = None
     reference: str | None = None
+    seq2seq: bool = False
+    runs_seq2seq: bool = False
 
 
 class InjectedFault(RuntimeError):
@@ -131,6 +137,19 @@ class BackendConformance:
             for name in manager.loaded_models():
                 manager.unload_model(name)
 
+    @staticmethod
+    def forward_inputs(target: ConformanceTarget, input_ids: Any, **more: Any) -> dict[str, Any]:
+        """``forward``'s inputs; for a seq2seq target with the same ids as ``decoder_input_ids`` (unless given)."""
+        inputs = {"input_ids": input_ids, **more}
+        if target.seq2seq:
+            inputs.setdefault("decoder_input_ids", input_ids)
+        return inputs
+
+    @staticmethod
+    def full_text(target: ConformanceTarget, completion: str) -> str:
+        """``text`` with ``return_full_text``: an encoder-decoder model's output does not hold the prompt."""
+        return completion if target.seq2seq else target.prompt + completion
+
     def generate(self, manager: ModelManager, target: ConformanceTarget, **kwargs: Any) -> GenerationResult:
         kwargs.setdefault("max_new_tokens", self.new_tokens)
         return manager.generate_result(target.model, target.prompt, **kwargs)
@@ -154,7 +173,7 @@ class BackendConformance:
         manager, _, _ = make_manager()
         ids = self.generate(manager, conformance_target).token_ids[:3] or (0,)
         for batch in ([list(ids)], [list(ids), list(reversed(ids))]):
-            logits = manager.forward(conformance_target.model, {"input_ids": batch})["logits"]
+            logits = manager.forward(conformance_target.model, self.forward_inputs(conformance_target, batch))["logits"]
             assert isinstance(logits, np.ndarray) and logits.dtype == np.float32
             assert logits.shape[:2] == (len(batch), len(ids)) and logits.shape[2] > max(ids)
             assert np.isfinite(logits).all()
@@ -162,8 +181,9 @@ class BackendConformance:
     def test_forward_rows_do_not_depend_on_each_other(self, make_manager, conformance_target):
         manager, _, _ = make_manager()
         ids = list(self.generate(manager, conformance_target).token_ids[:3] or (0,))
-        alone = manager.forward(conformance_target.model, {"input_ids": [ids]})["logits"]
-        paired = manager.forward(conformance_target.model, {"input_ids": [ids, ids[::-1]]})["logits"]
+        alone = manager.forward(conformance_target.model, self.forward_inputs(conformance_target, [ids]))["logits"]
+        inputs = self.forward_inputs(conformance_target, [ids, ids[::-1]])
+        paired = manager.forward(conformance_target.model, inputs)["logits"]
         precision = manager.get_model_info(conformance_target.model)["model_info"].get("inference_precision")
         np.testing.assert_allclose(paired[0], alone[0], rtol=1e-3, atol=logits_tolerance(precision, alone[0]))
 
@@ -172,6 +192,9 @@ class BackendConformance:
         manager, _, monitor = make_manager()
         ids = list(self.generate(manager, conformance_target, ignore_eos=True).token_ids[:4])
         short = ids[1:]
+        if conformance_target.seq2seq:
+            self._check_padded_encoder_input(manager, conformance_target, ids)
+            return
         inputs = {"input_ids": [ids, [ids[0], *short]], "attention_mask": [[1] * len(ids), [0] + [1] * len(short)]}
         padded = manager.forward(conformance_target.model, inputs)["logits"]
         if monitor.detour_events():
@@ -181,6 +204,15 @@ class BackendConformance:
         precision = manager.get_model_info(conformance_target.model)["model_info"].get("inference_precision")
         np.testing.assert_allclose(padded[1, 1:], alone[0], rtol=1e-3, atol=logits_tolerance(precision, alone[0]))
 
+    def _check_padded_encoder_input(self, manager: ModelManager, target: ConformanceTarget, ids: list[int]) -> None:
+        """Seq2seq: a right-padded encoder row gives the decoder the logits of the unpadded row (decoders alike)."""
+        short, decoder = ids[:-1], [ids[:2], ids[:2]]
+        inputs = {"input_ids": [ids, [*short, ids[0]]], "attention_mask": [[1] * len(ids), [1] * len(short) + [0]]}
+        padded = manager.forward(target.model, {**inputs, "decoder_input_ids": decoder})["logits"]
+        alone = manager.forward(target.model, {"input_ids": [short], "decoder_input_ids": decoder[:1]})["logits"]
+        precision = manager.get_model_info(target.model)["model_info"].get("inference_precision")
+        np.testing.assert_allclose(padded[1], alone[0], rtol=1e-3, atol=logits_tolerance(precision, alone[0]))
+
     def test_forward_longer_than_the_context_is_refused(self, make_manager, conformance_target):
         manager, _, monitor = make_manager()
         manager.load_model(conformance_target.model)
@@ -188,7 +220,7 @@ class BackendConformance:
         if not context:
             pytest.skip("the model reports no context_length")
         with pytest.raises(InvalidInputError):
-            manager.forward(conformance_target.model, {"input_ids": [[0] * (context + 1)]})
+            manager.forward(conformance_target.model, self.forward_inputs(conformance_target, [[0] * (context + 1)]))
         assert monitor.fallback_events() == monitor.detour_events() == [], "an over-long input must not fall back"
 
     @pytest.mark.parametrize(
@@ -199,7 +231,23 @@ class BackendConformance:
     )  # fmt: skip
     def test_forward_rejects_bad_input(self, make_manager, conformance_target, inputs):
         manager, _, monitor = make_manager()
+        if conformance_target.seq2seq:
+            inputs = {**inputs, "decoder_input_ids": [[0]]}
         with pytest.raises(InvalidInputError):
+            manager.forward(conformance_target.model, inputs)
+        assert monitor.fallback_events() == [], "bad input must not fall back to another backend"
+
+    @pytest.mark.parametrize(
+        "inputs",
+        [{"input_ids": [[0, 1]]}, {"input_ids": [[0, 1]], "decoder_input_ids": [[-1]]},
+         {"input_ids": [[0, 1]], "decoder_input_ids": [[0], [0]]}],
+        ids=["missing", "negative", "rows"],
+    )  # fmt: skip
+    def test_seq2seq_forward_checks_decoder_input_ids(self, make_manager, conformance_target, inputs):
+        if not conformance_target.seq2seq:
+            pytest.skip("the target is not an encoder-decoder model")
+        manager, _, monitor = make_manager()
+        with pytest.raises(InvalidInputError, match="decoder_input_ids"):
             manager.forward(conformance_target.model, inputs)
         assert monitor.fallback_events() == [], "bad input must not fall back to another backend"
 
@@ -210,7 +258,7 @@ class BackendConformance:
         assert len(result.token_ids) == self.new_tokens and result.finish_reason == "length"
         assert result.prompt_tokens >= 1 and result.ttft_s >= 0
         assert len(result.token_latencies_s) == len(result.token_ids) - 1
-        assert result.text == conformance_target.prompt + result.completion
+        assert result.text == self.full_text(conformance_target, result.completion)
         short = self.generate(manager, conformance_target, return_full_text=False)
         assert short.text == short.completion and short.finish_reason in FINISH_REASONS
 
@@ -246,7 +294,8 @@ class BackendConformance:
 
     def test_max_length_counts_the_prompt(self, make_manager, conformance_target):
         manager, _, _ = make_manager()
-        prompt_tokens = self.generate(manager, conformance_target).prompt_tokens
+        # an encoder-decoder model counts its output alone: the decoder start token and the new tokens
+        prompt_tokens = 1 if conformance_target.seq2seq else self.generate(manager, conformance_target).prompt_tokens
         result = self.generate(manager, conformance_target, max_new_tokens=None, max_length=prompt_tokens + 2)
         assert 1 <= len(result.token_ids) <= 2
         with pytest.raises(InvalidInputError):
@@ -420,7 +469,7 @@ class BackendConformance:
         )
         assert result.finish_reason == "stop"
         assert result.completion == free.completion[: free.completion.index(stop)]
-        assert result.text == conformance_target.prompt + result.completion
+        assert result.text == self.full_text(conformance_target, result.completion)
         assert result.token_ids == free.token_ids[: len(result.token_ids)]
         before = len(result.token_ids) - 1  # the token that completed the stop string is the last one generated
         if before:
@@ -506,6 +555,32 @@ class BackendConformance:
         assert [(e.from_backend, e.to_backend) for e in monitor.fallback_events()] == [
             ("faulty", conformance_target.name)
         ]
+
+    def test_an_encoder_decoder_model_it_cannot_run_goes_to_the_next_backend(
+        self, make_manager, conformance_target, muai_workdir
+    ):
+        if conformance_target.seq2seq or conformance_target.runs_seq2seq:
+            pytest.skip("the backend runs encoder-decoder models")
+        model = str(_encoder_decoder_stub(muai_workdir / "t5-stub"))
+        manager, _, _ = make_manager()
+        assert manager.load_model(model).backend_name == PARTNER
+        refused = [a for a in manager.explain(model) if a.backend == conformance_target.name]
+        assert refused and refused[0].outcome == "failed" and "encoder-decoder" in refused[0].reason, refused
+
+
+def _encoder_decoder_stub(path: Path) -> Path:
+    """A model directory whose config.json says T5 (encoder-decoder), with a small safetensors file."""
+    import json
+    import struct
+
+    path.mkdir(parents=True, exist_ok=True)
+    config = {"model_type": "t5", "is_encoder_decoder": True, "architectures": ["T5ForConditionalGeneration"],
+              "vocab_size": 8, "d_model": 4, "num_layers": 1, "num_heads": 1, "d_kv": 4, "d_ff": 4,
+              "eos_token_id": 1, "pad_token_id": 0, "decoder_start_token_id": 0}  # fmt: skip
+    (path / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    header = json.dumps({"shared.weight": {"dtype": "F32", "shape": [8, 4], "data_offsets": [0, 128]}}).encode()
+    (path / "model.safetensors").write_bytes(struct.pack("<Q", len(header)) + header + bytes(128))
+    return path
 
 
 def _assert_unloads_at_once(manager: ModelManager, model: str) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from muai_pytorch.testing import build_tiny_model
+from muai_pytorch.testing import build_tiny_model, build_tiny_seq2seq_model
 
 
 @pytest.fixture(scope="session")
@@ -35,3 +35,10 @@ def eos_model(tmp_path_factory, tiny_models) -> str:
         if file.name.startswith("tokenizer") or file.name == "chat_template.jinja":
             (path / file.name).write_bytes(file.read_bytes())
     return str(path)
+
+
+@pytest.fixture(scope="session")
+def tiny_seq2seq_models(tmp_path_factory) -> dict[str, str]:
+    """Paths of a random T5 and a random BART, with their tokenizers."""
+    root = tmp_path_factory.mktemp("seq2seq")
+    return {arch: str(build_tiny_seq2seq_model(root / arch, arch)) for arch in ("t5", "bart")}

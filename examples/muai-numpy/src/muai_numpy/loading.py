@@ -12,6 +12,7 @@ from muai_core.config import reject_unknown_keys
 from muai_core.contracts import LoadRequest
 from muai_core.errors import ModelLoadError
 from muai_core.model_source import check_config_size, check_model_dir, directory_eos_ids, json_object
+from muai_core.seq2seq import refuse_encoder_decoder
 from muai_core.text_codec import TextCodec
 from muai_numpy.architectures import ARCHITECTURES, HINT, Network
 from muai_numpy.safetensors_file import read_tensors
@@ -46,6 +47,7 @@ def load(request: LoadRequest) -> NumpyModel:
     path = Path(request.source)
     check_model_dir(path, request.model_name)
     config = json_object(path / "config.json", hint=REDOWNLOAD)
+    refuse_encoder_decoder(config, request.model_name, NAME)  # the next backend in the chain gets it
     architecture = config.get("model_type")
     if architecture not in ARCHITECTURES:
         raise ModelLoadError(f"'{request.model_name}' is a {architecture!r} model", hint=HINT)

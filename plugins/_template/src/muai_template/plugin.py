@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -14,6 +15,8 @@ from muai_core.config import reject_unknown_keys
 from muai_core.contracts import Availability, GenerationRequest, GenerationResult, LoadRequest
 from muai_core.decoding import decode_loop
 from muai_core.inputs import token_arrays
+from muai_core.model_source import json_object
+from muai_core.seq2seq import refuse_encoder_decoder
 
 NAME = "template"
 SETTINGS = ("enable_fallback", "device")  # the keys your backend.<name> section accepts
@@ -40,6 +43,9 @@ class TemplateBackend:
     def muai_load_model(self, request: LoadRequest) -> TemplateModel:
         request.require_model_type(("transformers",), NAME)
         self.muai_check_settings(request.settings)
+        if request.is_local:  # ENGINE: a backend without encoder-decoder (T5, BART) support hands those on
+            config = json_object(Path(request.source) / "config.json", hint="re-download the model")
+            refuse_encoder_decoder(config, request.model_name, NAME)
         # ENGINE: load request.source (check it with muai_core.model_source.check_model_dir); raise
         # ModelLoadError with a hint when it cannot be loaded. The stand-in "weights" favour repeating a byte,
         # then the byte two above it.

@@ -11,11 +11,17 @@ from muai_core.decoding import decode_loop
 from muai_core.errors import InvalidInputError
 from muai_core.inputs import position_ids, token_arrays
 from muai_core.text import prompt_text
+from muai_pytorch import seq2seq
 from muai_pytorch.loading import PyTorchModel
 
 
 def generate(handle: PyTorchModel, request: GenerationRequest) -> GenerationResult:
-    """Decode ``request`` through the model's step batcher: concurrent requests share each decode forward."""
+    """Decode ``request`` through the model's step batcher: concurrent requests share each decode forward.
+
+    An encoder-decoder model runs ``seq2seq.generate`` instead (one request at a time).
+    """
+    if handle.seq2seq:
+        return seq2seq.generate(handle, request)
     tokenizer = handle.tokenizer
     prompt_ids = tokenizer(prompt_text(tokenizer, request), add_special_tokens=not request.chat).input_ids
     if not prompt_ids:
@@ -33,6 +39,8 @@ def generate(handle: PyTorchModel, request: GenerationRequest) -> GenerationResu
 def forward(handle: PyTorchModel, inputs: Mapping[str, Any]) -> dict[str, Any]:
     import torch
 
+    if handle.seq2seq:
+        return seq2seq.forward(handle, inputs)
     ids, mask = token_arrays(inputs, handle.model.config.vocab_size, handle.context_length)
     with torch.inference_mode():
         out = handle.model(

@@ -1,4 +1,4 @@
-"""Loading a causal LM and its tokenizer safely: safetensors only, no remote code."""
+"""Loading a causal or encoder-decoder LM and its tokenizer safely: safetensors only, no remote code."""
 
 from __future__ import annotations
 
@@ -18,11 +18,12 @@ from muai_core.contracts import LoadRequest
 from muai_core.errors import ModelLoadError, first_line
 from muai_core.inputs import CONTEXT_FIELDS, context_length
 from muai_core.model_source import check_config_size, check_model_dir, eos_token_ids, json_object
+from muai_core.seq2seq import SEQ2SEQ, check_model_type
 from muai_core.text import vocab_digest
 from muai_pytorch.batch import SlotEngine
 from muai_pytorch.settings import parse_settings
 
-MODEL_TYPES = ("transformers",)
+MODEL_TYPES = ("transformers", SEQ2SEQ)
 HUB_PROBE_SECONDS = 3.0
 REDOWNLOAD = "download the model again, or restore its config.json"
 
@@ -42,6 +43,9 @@ class PyTorchModel:
     lock: threading.Lock = field(default_factory=threading.Lock)
     engine: SlotEngine | None = None  # the KV slots of the sequences decoding now
     batcher: StepBatcher | None = None  # runs their decode steps together
+    #: An encoder-decoder model (T5, BART): no batcher; its requests run one at a time under ``lock``.
+    seq2seq: bool = False
+    decoder_start_id: int = 0
 
 
 def load(request: LoadRequest) -> PyTorchModel:
@@ -67,15 +71,39 @@ def load(request: LoadRequest) -> PyTorchModel:
     eos = eos_token_ids(eos, request.model_name)
     digest = vocab_digest(tokenizer.get_vocab())
     handle = PyTorchModel(model, tokenizer, settings.device, settings.dtype, request.source, context, eos, digest)
-    handle.engine = SlotEngine(model, settings.device, context)
-    handle.batcher = StepBatcher(handle.engine)
+    if config.is_encoder_decoder:
+        handle.seq2seq = True
+        handle.decoder_start_id = _decoder_start_id(model, request.model_name)
+    else:
+        handle.engine = SlotEngine(model, settings.device, context)
+        handle.batcher = StepBatcher(handle.engine)
     return handle
+
+
+def _decoder_start_id(model: Any, name: str) -> int:
+    """The token an encoder-decoder model's output starts from (generation_config.json's, else config.json's)."""
+    start = model.generation_config.decoder_start_token_id
+    start = model.config.decoder_start_token_id if start is None else start
+    if not isinstance(start, int) or isinstance(start, bool) or start < 0:
+        raise ModelLoadError(
+            f"the encoder-decoder model '{name}' has no decoder_start_token_id (got {start!r})",
+            hint="set decoder_start_token_id in its config.json (T5: the pad token id; BART: the EOS id)",
+        )
+    return start
 
 
 def _load_both(request: LoadRequest, settings: Any, offline: bool, pickle: bool) -> tuple[Any, Any]:
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
+    config = _load_part(
+        request,
+        "config",
+        lambda: AutoConfig.from_pretrained(request.source, trust_remote_code=False, local_files_only=offline),
+    )
+    seq2seq = bool(getattr(config, "is_encoder_decoder", False))
+    check_model_type(request.model_type, seq2seq, request.model_name)
+    auto_class = AutoModelForSeq2SeqLM if seq2seq else AutoModelForCausalLM
     tokenizer = _load_part(
         request,
         "tokenizer",
@@ -84,8 +112,9 @@ def _load_both(request: LoadRequest, settings: Any, offline: bool, pickle: bool)
 
     def load_model() -> Any:
         with _from_pretrained:
-            return AutoModelForCausalLM.from_pretrained(
+            return auto_class.from_pretrained(
                 request.source,
+                config=config,
                 dtype=getattr(torch, settings.dtype),
                 use_safetensors=not pickle,  # transformers reads pickle with torch.load(weights_only=True)
                 trust_remote_code=False,
@@ -176,7 +205,8 @@ def _load_part(request: LoadRequest, part: str, load: Callable[[], Any]) -> Any:
         files = "tokenizer.json / tokenizer_config.json" if part == "tokenizer" else "config.json / the weights"
         raise ModelLoadError(
             f"the {part} of '{request.model_name}' cannot be loaded ({files}): {type(exc).__name__}: {first_line(exc)}",
-            hint="muai-pytorch loads AutoModelForCausalLM checkpoints; re-download or re-save the model",
+            hint="muai-pytorch loads AutoModelForCausalLM and AutoModelForSeq2SeqLM checkpoints; "
+            "re-download or re-save the model",
         ) from exc
 
 

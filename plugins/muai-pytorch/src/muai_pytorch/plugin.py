@@ -19,7 +19,8 @@ INFERENCE_PRECISIONS = {"float32": "f32", "float16": "f16", "bfloat16": "bf16"}
 
 
 class PyTorchBackend:
-    """Runs Hugging Face causal LMs with PyTorch. torch is imported when availability is asked or a model loads."""
+    """Runs Hugging Face causal and encoder-decoder LMs with PyTorch; torch is imported when availability is asked
+    or a model loads."""
 
     @hookimpl
     def muai_backend_available(self) -> Availability:

@@ -5,6 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 ARCHITECTURES = ("gpt2", "llama")
+#: Encoder-decoder architectures ``build_tiny_seq2seq_model`` builds.
+SEQ2SEQ_ARCHITECTURES = ("t5", "bart")
+#: The special tokens of the seq2seq tokenizer, ids 0.. in this order.
+SEQ2SEQ_SPECIALS = ("<pad>", "</s>", "<s>", "<unk>")
 
 _CORPUS = [
     "The capital of France is Paris. The capital of Italy is Rome.",
@@ -15,8 +19,12 @@ _CORPUS = [
 ]
 
 
-def build_tokenizer(path: str | Path, vocab_size: int = 384) -> Path:
-    """A byte-level BPE tokenizer trained on a few sentences, saved as a transformers tokenizer."""
+def build_tokenizer(path: str | Path, vocab_size: int = 384, *, seq2seq: bool = False) -> Path:
+    """A byte-level BPE tokenizer trained on a few sentences, saved as a transformers tokenizer.
+
+    ``seq2seq`` gives it T5/BART-style specials (``SEQ2SEQ_SPECIALS``: pad 0, eos 1, bos 2, unk 3) and no
+    chat template.
+    """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -26,11 +34,18 @@ def build_tokenizer(path: str | Path, vocab_size: int = 384) -> Path:
     tokenizer.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
-        special_tokens=["<|endoftext|>"],
+        special_tokens=list(SEQ2SEQ_SPECIALS) if seq2seq else ["<|endoftext|>"],
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
     tokenizer.train_from_iterator(_CORPUS * 4, trainer=trainer)
+    if seq2seq:
+        pad, eos, bos, unk = SEQ2SEQ_SPECIALS
+        fast = PreTrainedTokenizerFast(
+            tokenizer_object=tokenizer, pad_token=pad, eos_token=eos, bos_token=bos, unk_token=unk
+        )
+        fast.save_pretrained(path)
+        return path
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tokenizer, bos_token="<|endoftext|>", eos_token="<|endoftext|>", unk_token="<|endoftext|>"
     )
@@ -69,5 +84,43 @@ def build_tiny_model(path: str | Path, architecture: str = "gpt2", *, seed: int 
             **common,
         )
         model = LlamaForCausalLM(config)
+    model.eval().save_pretrained(path, safe_serialization=True)
+    return path
+
+
+def build_tiny_seq2seq_model(path: str | Path, architecture: str = "t5", *, seed: int = 0, context: int = 128) -> Path:
+    """Save a randomly initialised encoder-decoder LM (T5 or BART, a few hundred kB) with its tokenizer."""
+    import torch
+    from transformers import (
+        AutoTokenizer,
+        BartConfig,
+        BartForConditionalGeneration,
+        T5Config,
+        T5ForConditionalGeneration,
+    )
+
+    if architecture not in SEQ2SEQ_ARCHITECTURES:
+        raise ValueError(f"architecture must be one of {SEQ2SEQ_ARCHITECTURES}, got {architecture!r}")
+    path = Path(path)
+    tokenizer = AutoTokenizer.from_pretrained(build_tokenizer(path, seq2seq=True))
+    pad, eos, bos = tokenizer.pad_token_id, tokenizer.eos_token_id, tokenizer.bos_token_id
+    torch.manual_seed(seed)
+    # Larger random weights than the defaults: with those, a tiny model repeats one token (or EOS) at once.
+    if architecture == "t5":  # T5 starts decoding from the pad token
+        config = T5Config(
+            vocab_size=len(tokenizer), d_model=32, d_kv=8, d_ff=64, num_layers=2, num_decoder_layers=2, num_heads=4,
+            pad_token_id=pad, eos_token_id=eos, decoder_start_token_id=pad, n_positions=context,
+            initializer_factor=20.0,
+        )  # fmt: skip
+        model = T5ForConditionalGeneration(config)
+    else:  # BART starts decoding from EOS
+        config = BartConfig(
+            vocab_size=len(tokenizer), d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
+            decoder_attention_heads=4, encoder_ffn_dim=64, decoder_ffn_dim=64, max_position_embeddings=context,
+            pad_token_id=pad, eos_token_id=eos, bos_token_id=bos, decoder_start_token_id=eos,
+            forced_eos_token_id=None,
+            init_std=0.2,
+        )  # fmt: skip
+        model = BartForConditionalGeneration(config)
     model.eval().save_pretrained(path, safe_serialization=True)
     return path
