@@ -9,10 +9,12 @@ import yaml
 
 from muai_core.config import parse_config
 from muai_openvino.export.pipeline import export_model
-from muai_pytorch.testing import build_tiny_model
+from muai_pytorch.testing import build_tiny_model, build_tiny_seq2seq_model
 
 MODELS = {"gpt2": "gpt2", "tiny-llama": "llama"}
 PRECISIONS = ("FP32", "FP16", "INT8")
+#: Encoder-decoder models of ``seq2seq_store`` and the precisions each is exported at.
+SEQ2SEQ_MODELS = {"t5": PRECISIONS, "bart": ("FP32",)}
 
 
 @pytest.fixture(scope="session")
@@ -24,6 +26,18 @@ def store(tmp_path_factory) -> Path:
     config = parse_config({"models_dir": str(root / "models")})
     for name in MODELS:
         for precision in PRECISIONS:
+            export_model(name, config, precision, str(root / "models" / "openvino"))
+    return root
+
+
+@pytest.fixture(scope="session")
+def seq2seq_store(tmp_path_factory) -> Path:
+    """``models/{t5,bart}`` (tiny random encoder-decoder models) and their ``models/openvino`` exports."""
+    root = tmp_path_factory.mktemp("seq2seq-store")
+    config = parse_config({"models_dir": str(root / "models")})
+    for name, precisions in SEQ2SEQ_MODELS.items():
+        build_tiny_seq2seq_model(root / "models" / name, name)
+        for precision in precisions:
             export_model(name, config, precision, str(root / "models" / "openvino"))
     return root
 

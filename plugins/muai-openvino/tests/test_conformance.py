@@ -1,4 +1,5 @@
-"""muai-openvino against the backend conformance suite: both tiny architectures, every precision, both attentions.
+"""muai-openvino against the backend conformance suite: both tiny architectures, every precision, both attentions,
+and the tiny encoder-decoder models (T5, BART).
 
 At FP32 the greedy tokens must equal muai-pytorch's on the same model (the kit's reference check).
 """
@@ -21,4 +22,18 @@ class TestOpenVINOConformance(BackendConformance):
             section["attention"] = "stateful"
         config = {"models_dir": str(store / "models"), "backend": {"openvino": section}}
         reference = "pytorch" if precision == "FP32" else None
-        return ConformanceTarget(OpenVINOBackend, "openvino", model=model, config=config, reference=reference)
+        return ConformanceTarget(
+            OpenVINOBackend, "openvino", model=model, config=config, reference=reference, runs_seq2seq=True
+        )
+
+
+class TestOpenVINOSeq2SeqConformance(BackendConformance):
+    @pytest.fixture(params=["t5", "bart", "t5:INT8"])
+    def conformance_target(self, request, seq2seq_store) -> ConformanceTarget:
+        model, _, precision = request.param.partition(":")
+        section = {"cache_dir": str(seq2seq_store / "models" / "openvino"), "precision": precision or "FP32"}
+        config = {"models_dir": str(seq2seq_store / "models"), "backend": {"openvino": section}}
+        reference = None if precision else "pytorch"
+        return ConformanceTarget(
+            OpenVINOBackend, "openvino", model=model, config=config, reference=reference, seq2seq=True
+        )

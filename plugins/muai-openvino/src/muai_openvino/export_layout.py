@@ -9,13 +9,27 @@ from typing import Any
 
 from muai_core.contracts import LoadRequest
 from muai_core.errors import ConfigurationError, ModelLoadError
-from muai_core.model_source import HUB_ID
+from muai_core.model_source import HUB_ID, json_object
+from muai_core.seq2seq import is_encoder_decoder
 
 XML = "openvino_model.xml"
 BIN = "openvino_model.bin"
 MANIFEST = "muai-export.json"
 TOKENIZER = "tokenizer.json"
 REQUIRED = (XML, BIN, TOKENIZER, "config.json", MANIFEST)
+#: An encoder-decoder model (config.json says ``is_encoder_decoder``) is exported as two IRs instead of one.
+ENCODER_XML, ENCODER_BIN = "openvino_encoder_model.xml", "openvino_encoder_model.bin"
+DECODER_XML, DECODER_BIN = "openvino_decoder_model.xml", "openvino_decoder_model.bin"
+SEQ2SEQ_REQUIRED = (ENCODER_XML, ENCODER_BIN, DECODER_XML, DECODER_BIN, TOKENIZER, "config.json", MANIFEST)
+
+
+def required_files(directory: Path) -> tuple[str, ...]:
+    """The files an export in ``directory`` needs: ``SEQ2SEQ_REQUIRED`` for an encoder-decoder model (its
+    config.json says so, or it holds an encoder or decoder IR file), else ``REQUIRED``."""
+    config = json_object(directory / "config.json", hint="export the model again")
+    parts = (ENCODER_XML, ENCODER_BIN, DECODER_XML, DECODER_BIN)
+    seq2seq = is_encoder_decoder(config) or any((directory / file).is_file() for file in parts)
+    return SEQ2SEQ_REQUIRED if seq2seq else REQUIRED
 
 
 def ir_dir(request: LoadRequest, cache_dir: str, precision: str) -> Path:
@@ -67,7 +81,7 @@ def check_ir_dir(directory: Path, name: str, precision: str = "FP32") -> dict[st
     """Every required file must be there, no file may link outside ``directory``, the manifest must parse,
     and each file must have the size the export recorded; returns the manifest."""
     command = export_command(name, precision)
-    for file in REQUIRED:
+    for file in required_files(directory):
         if not (directory / file).is_file():
             raise ModelLoadError(
                 f"OpenVINO model file not found: {directory / file}", hint=f"export it first: {command}"

@@ -1,5 +1,5 @@
 """Generation and ``forward`` on a compiled model: batched steps on the paged graph, or one request at a time on
-the stateful graph (KV cache inside OpenVINO)."""
+the stateful graph (KV cache inside OpenVINO); an encoder-decoder export runs ``muai_openvino.seq2seq``."""
 
 from __future__ import annotations
 
@@ -13,10 +13,13 @@ from muai_core.contracts import GenerationRequest, GenerationResult
 from muai_core.decoding import Step, decode_loop
 from muai_core.errors import InferenceError
 from muai_core.inputs import position_ids, token_arrays
+from muai_openvino import seq2seq
 from muai_openvino.runtime import OpenVINOModel
 
 
 def generate(handle: OpenVINOModel, request: GenerationRequest) -> GenerationResult:
+    if handle.encoder is not None:
+        return seq2seq.generate(handle, request)
     codec = handle.codec
     prompt_ids = codec.encode(codec.prompt_text(request), add_special_tokens=not request.chat)
     batcher = handle.batcher
@@ -73,6 +76,8 @@ class StatefulStep:
 
 def forward(handle: OpenVINOModel, inputs: Mapping[str, Any]) -> dict[str, Any]:
     """Logits for every position of every sequence, as float32 [batch, seq, vocab]."""
+    if handle.encoder is not None:
+        return seq2seq.forward(handle, inputs)
     ids, mask = token_arrays(inputs, handle.vocab_size, handle.context_length)
     with handle.lock:
         infer = handle.all_positions_request()

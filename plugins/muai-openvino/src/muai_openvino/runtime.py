@@ -14,12 +14,23 @@ from muai_core.contracts import LoadRequest
 from muai_core.errors import ModelLoadError, first_line, short_repr
 from muai_core.inputs import context_length
 from muai_core.model_source import directory_eos_ids, json_object
+from muai_core.seq2seq import SEQ2SEQ, check_model_type, is_encoder_decoder
 from muai_core.text_codec import TextCodec
 from muai_openvino.blocks import BlockPool
-from muai_openvino.export_layout import BIN, XML, check_ir_dir, export_command, ir_dir
+from muai_openvino.export_layout import (
+    BIN,
+    DECODER_BIN,
+    DECODER_XML,
+    ENCODER_BIN,
+    XML,
+    check_ir_dir,
+    export_command,
+    ir_dir,
+)
 from muai_openvino.graph import logits_for_last_position, to_paged_attention
 from muai_openvino.mapped_weights import release_mapped_pages
 from muai_openvino.paged import PagedCache, PagedEngine
+from muai_openvino.seq2seq import compile_seq2seq, decoder_start_id
 from muai_openvino.settings import (
     OpenVINOSettings,
     available_device,
@@ -31,7 +42,7 @@ from muai_openvino.settings import (
 log = logging.getLogger(__name__)
 
 REEXPORT = "export the model again"
-MODEL_TYPES = ("transformers",)
+MODEL_TYPES = ("transformers", SEQ2SEQ)
 INPUTS = ("input_ids", "attention_mask", "position_ids", "beam_idx")
 READ_BACK = ("EXECUTION_DEVICES", "PERFORMANCE_HINT", "NUM_STREAMS", "INFERENCE_NUM_THREADS", "KV_CACHE_PRECISION",
              "INFERENCE_PRECISION_HINT")  # fmt: skip
@@ -77,6 +88,9 @@ class OpenVINOModel:
     paged_cache: PagedCache | None = None
     batcher: StepBatcher | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
+    #: An encoder-decoder export: its encoder's infer request (``compiled``/``request`` are the decoder's).
+    encoder: Any = None
+    decoder_start_id: int = 0
 
     def all_positions_request(self) -> Any:
         """An infer request whose logits cover every position (for ``forward``), compiled on first use.
@@ -94,7 +108,8 @@ def load(request: LoadRequest) -> OpenVINOModel:
     request.require_model_type(MODEL_TYPES, "muai-openvino")
     settings = parse_settings(request.device, request.settings)
     directory = ir_dir(request, exports_root(request.models_dir, settings.cache_dir), settings.precision)
-    if not (directory / XML).is_file() and not (request.is_local and Path(request.source).is_dir()):
+    exported = (directory / XML).is_file() or (directory / DECODER_XML).is_file()
+    if not exported and not (request.is_local and Path(request.source).is_dir()):
         raise ModelLoadError(  # not the export hint of check_ir_dir: there is nothing to export
             f"no OpenVINO export of '{request.model_name}' in {directory}, and no local model to export one from",
             hint=f"check the model name; an export kept elsewhere is found through models.{request.model_name}"
@@ -103,31 +118,23 @@ def load(request: LoadRequest) -> OpenVINOModel:
     manifest = check_ir_dir(directory, request.model_name, settings.precision)
     config = json_object(directory / "config.json", hint=REEXPORT)
     context = context_length(config, request.model_name)
+    seq2seq = is_encoder_decoder(config)
+    check_model_type(request.model_type, seq2seq, request.model_name)
     core = shared_core()
     device = available_device(settings.device, core.available_devices)
     properties = _properties(settings, manifest, device)
     hint = f"export it again: {export_command(request.model_name, settings.precision)}"
+    encoder = None
     try:
-        ov_model = core.read_model(directory / XML, config={"ENABLE_MMAP": settings.mmap})
-        names = {name for port in ov_model.inputs for name in port.get_names()}
-        if not set(INPUTS) <= names:
-            raise ModelLoadError(
-                f"{directory / XML} lacks the inputs of a stateful muai export "
-                f"({', '.join(sorted(set(INPUTS) - names))})",
-                hint=hint,
-            )
-        paged = settings.attention == "paged" and device == "CPU"
-        if paged and not _paged(ov_model, directory):  # a failed transformation may have changed the graph
-            paged, ov_model = False, core.read_model(directory / XML, config={"ENABLE_MMAP": settings.mmap})
-        if not paged:
-            logits_for_last_position(ov_model)
-        compiled = core.compile_model(ov_model, device, properties)
-        del ov_model
-        if settings.mmap:
-            release_mapped_pages(directory / BIN)
+        if seq2seq:  # its own step under the lock (no paged batching): muai_openvino.seq2seq
+            encoder, compiled = compile_seq2seq(core, directory, device, properties, settings.mmap, hint)
+            paged = False
+        else:
+            compiled, paged = _compile(core, directory, device, properties, settings, hint)
     except (RuntimeError, ValueError) as exc:
         raise ModelLoadError(
-            f"OpenVINO could not compile {directory / XML} for {device}: {first_line(exc)}",
+            f"OpenVINO could not compile {directory / (DECODER_XML if seq2seq else XML)} for {device}: "
+            f"{first_line(exc)}",
             hint=f"the IR may be damaged; {hint}",
         ) from exc
     handle = OpenVINOModel(
@@ -145,10 +152,36 @@ def load(request: LoadRequest) -> OpenVINOModel:
         execution_devices=_execution_devices(compiled),
         compile_properties=properties,
     )
+    if encoder is not None:
+        handle.encoder = encoder.create_infer_request()
+        handle.decoder_start_id = decoder_start_id(directory, config, request.model_name, REEXPORT)
     if paged:
         handle.paged_cache = PagedCache(compiled)
         handle.batcher = _batcher(handle, settings)
     return handle
+
+
+def _compile(
+    core: Any, directory: Path, device: str, properties: dict[str, str], settings: OpenVINOSettings, hint: str
+) -> tuple[Any, bool]:
+    """The compiled causal model, and whether it runs the PagedAttention graph (else the stateful one)."""
+    ov_model = core.read_model(directory / XML, config={"ENABLE_MMAP": settings.mmap})
+    names = {name for port in ov_model.inputs for name in port.get_names()}
+    if not set(INPUTS) <= names:
+        raise ModelLoadError(
+            f"{directory / XML} lacks the inputs of a stateful muai export ({', '.join(sorted(set(INPUTS) - names))})",
+            hint=hint,
+        )
+    paged = settings.attention == "paged" and device == "CPU"
+    if paged and not _paged(ov_model, directory):  # a failed transformation may have changed the graph
+        paged, ov_model = False, core.read_model(directory / XML, config={"ENABLE_MMAP": settings.mmap})
+    if not paged:
+        logits_for_last_position(ov_model)
+    compiled = core.compile_model(ov_model, device, properties)
+    del ov_model
+    if settings.mmap:
+        release_mapped_pages(directory / BIN)
+    return compiled, paged
 
 
 def _batcher(handle: OpenVINOModel, settings: OpenVINOSettings) -> StepBatcher:
@@ -203,7 +236,7 @@ def _paged(ov_model: Any, directory: Path) -> bool:
 
 def unload(handle: OpenVINOModel) -> None:
     with handle.lock:
-        handle.request = None
+        handle.request = handle.encoder = None
         handle.compiled = None
         handle.full_logits_request = None
         handle.paged_cache = None
@@ -212,8 +245,9 @@ def unload(handle: OpenVINOModel) -> None:
 
 def weights_bytes(handle: OpenVINOModel) -> int:
     """Size of the IR's weights: what the compiled model holds at least (the CPU plugin may repack more)."""
-    weights = handle.directory / BIN
-    return weights.stat().st_size if handle.compiled is not None and weights.is_file() else 0
+    files = (ENCODER_BIN, DECODER_BIN) if handle.encoder is not None else (BIN,)
+    weights = [handle.directory / file for file in files]
+    return sum(w.stat().st_size for w in weights if w.is_file()) if handle.compiled is not None else 0
 
 
 def _properties(settings: OpenVINOSettings, manifest: dict[str, Any], device: str) -> dict[str, str]:

@@ -27,7 +27,15 @@ from muai_core.plugins import default_registry
 from muai_core.progress import Progress
 from muai_core.staging import staged_directory, target_lock
 from muai_openvino.export.compress import compress_int8
-from muai_openvino.export_layout import BIN, MANIFEST, REQUIRED, XML, ir_dir_name, model_label
+from muai_openvino.export_layout import (
+    DECODER_XML,
+    ENCODER_XML,
+    MANIFEST,
+    XML,
+    ir_dir_name,
+    model_label,
+    required_files,
+)
 from muai_openvino.settings import PRECISIONS, exports_root
 
 #: Files copied from the source model next to the IR (the tokenizer travels with the model).
@@ -98,23 +106,21 @@ def _export(
     source_dir: Path, name: str, precision: str, staging: Path, digest: str, progress: Progress
 ) -> dict[str, Any]:
     import openvino as ov
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
-    from muai_openvino.export.convert import convert
     from muai_openvino.export.validate import validate
 
     started = time.perf_counter()
     progress.step(f"loading {source_dir} with PyTorch")
-    model = AutoModelForCausalLM.from_pretrained(
-        source_dir, dtype=torch.float32, attn_implementation="sdpa", use_safetensors=True, trust_remote_code=False
-    ).eval()
+    model, seq2seq = _torch_model(source_dir)
     tokenizer = AutoTokenizer.from_pretrained(source_dir, trust_remote_code=False)
     progress.step("tracing and converting to a stateful OpenVINO model")
-    ov_model = convert(model)
+    ov_models = _convert(model, seq2seq)
     progress.step(f"writing {precision} IR")
-    compressed = compress_int8(ov_model) if precision == "INT8" else 0
-    ov.save_model(ov_model, staging / XML, compress_to_fp16=precision == "FP16")
+    compressed = 0
+    for file, ov_model in ov_models.items():
+        compressed += compress_int8(ov_model) if precision == "INT8" else 0
+        ov.save_model(ov_model, staging / file, compress_to_fp16=precision == "FP16")
     tokenizer.save_pretrained(staging)
     for file in COPIED:
         if (source_dir / file).is_file():
@@ -126,6 +132,7 @@ def _export(
         "source_sha256": digest,
         "precision": precision,
         "stateful": True,
+        **({"encoder_decoder": True} if seq2seq else {}),
         "int8_weights": compressed,
         "files": file_records(staging, sorted(p.name for p in staging.iterdir() if p.is_file())),
         "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -137,12 +144,36 @@ def _export(
     manifest["validation"] = check.as_dict()
     manifest["export_seconds"] = round(time.perf_counter() - started, 2)
     _write_manifest(staging, manifest)
-    size = (staging / BIN).stat().st_size / 2**20
+    size = sum((staging / file).with_suffix(".bin").stat().st_size for file in ov_models) / 2**20
     progress.step(
         f"{precision}: {size:.0f} MiB of weights, max abs logit diff {check.max_abs_diff:.2e}, "
         f"greedy tokens agree {check.token_agreement:.0%} ({check.tokens_compared} compared)"
     )
     return manifest
+
+
+def _torch_model(source_dir: Path) -> tuple[Any, bool]:
+    """The source model in float32, and whether it is an encoder-decoder model (exported as two IRs)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM
+
+    seq2seq = bool(getattr(AutoConfig.from_pretrained(source_dir, trust_remote_code=False), "is_encoder_decoder", 0))
+    auto_class, attention = (AutoModelForSeq2SeqLM, "eager") if seq2seq else (AutoModelForCausalLM, "sdpa")
+    model = auto_class.from_pretrained(
+        source_dir, dtype=torch.float32, attn_implementation=attention, use_safetensors=True, trust_remote_code=False
+    )
+    return model.eval(), seq2seq
+
+
+def _convert(model: Any, seq2seq: bool) -> dict[str, Any]:
+    """IR file name -> the traced stateful ``openvino.Model``(s)."""
+    if seq2seq:
+        from muai_openvino.export.seq2seq import convert_seq2seq
+
+        return dict(zip((ENCODER_XML, DECODER_XML), convert_seq2seq(model), strict=True))
+    from muai_openvino.export.convert import convert
+
+    return {XML: convert(model)}
 
 
 def source_digest(directory: Path) -> str:
@@ -171,7 +202,7 @@ def _up_to_date(directory: Path, digest: str, precision: str) -> dict[str, Any] 
     files = manifest.get("files")
     if manifest.get("source_sha256") != digest or manifest.get("precision") != precision:
         return None
-    if not isinstance(files, dict) or not set(REQUIRED) - {MANIFEST} <= set(files):
+    if not isinstance(files, dict) or not set(required_files(directory)) - {MANIFEST} <= set(files):
         return None
     return manifest if file_records(directory, list(files)) == files else None
 

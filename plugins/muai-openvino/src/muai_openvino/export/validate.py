@@ -32,26 +32,30 @@ def validate(directory: Path, name: str, precision: str, torch_model: Any, token
 
     from muai_openvino import generation, runtime
 
-    handle = runtime.load(
-        LoadRequest(name, "transformers", str(directory), True, "CPU", {}, {"openvino_path": str(directory)})
-    )
-    try:
-        ids = np.asarray([tokenizer(PROMPT).input_ids], dtype=np.int64)
-        ov_logits = generation.forward(handle, {"input_ids": ids})["logits"]
-        with torch.no_grad():
-            pt_logits = torch_model(torch.from_numpy(ids)).logits.float().numpy()
-        diff = float(np.abs(ov_logits - pt_logits).max())
-        ov_tokens = generation.generate(handle, GenerationRequest(PROMPT, max_new_tokens=GREEDY_TOKENS)).token_ids
-    finally:
-        runtime.unload(handle)
+    ids = np.asarray([tokenizer(PROMPT).input_ids], dtype=np.int64)
+    seq2seq = torch_model.config.is_encoder_decoder
     with torch.no_grad():
-        reference = torch_model.generate(
+        generated = torch_model.generate(
             torch.from_numpy(ids),
             attention_mask=torch.ones_like(torch.from_numpy(ids)),
             max_new_tokens=GREEDY_TOKENS,
             do_sample=False,
-            pad_token_id=tokenizer.eos_token_id,
-        )[0, ids.shape[1] :].tolist()
+            pad_token_id=tokenizer.pad_token_id if seq2seq else tokenizer.eos_token_id,
+        )[0]
+    # an encoder-decoder model's output starts with its decoder start token; its logits are the decoder's
+    reference = generated[1:].tolist() if seq2seq else generated[ids.shape[1] :].tolist()
+    inputs = {"input_ids": ids, **({"decoder_input_ids": generated[None].numpy()} if seq2seq else {})}
+    handle = runtime.load(
+        LoadRequest(name, "transformers", str(directory), True, "CPU", {}, {"openvino_path": str(directory)})
+    )
+    try:
+        ov_logits = generation.forward(handle, inputs)["logits"]
+        with torch.no_grad():
+            pt_logits = torch_model(**{k: torch.from_numpy(v) for k, v in inputs.items()}).logits.float().numpy()
+        diff = float(np.abs(ov_logits - pt_logits).max())
+        ov_tokens = generation.generate(handle, GenerationRequest(PROMPT, max_new_tokens=GREEDY_TOKENS)).token_ids
+    finally:
+        runtime.unload(handle)
     compared = min(len(reference), len(ov_tokens))
     agreement = sum(a == b for a, b in zip(reference, ov_tokens, strict=False)) / max(compared, 1)
     result = Validation(diff, agreement, compared)
