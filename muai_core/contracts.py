@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from muai_core.errors import InvalidInputError
+from muai_core.errors import InvalidInputError, ModelLoadError
 
 #: Receives each new piece of text as it is generated; returning ``False`` stops generation.
 Streamer = Callable[[str], "bool | None"]
@@ -50,7 +50,13 @@ class LoadRequest:
     models_dir: str = "models"
 
     def require_model_type(self, supported: tuple[str, ...], backend: str) -> None:
-        """Raise ``InvalidInputError`` when this backend cannot load ``model_type``."""
+        """Raise ``InvalidInputError`` when this backend cannot load ``model_type``; for ``"seq2seq"`` (an
+        encoder-decoder model, which other backends may run) a ``ModelLoadError``, so the next backend gets it."""
+        if self.model_type == "seq2seq" and self.model_type not in supported:
+            raise ModelLoadError(
+                f"{backend} runs decoder-only models, and '{self.model_name}' was asked for as model_type 'seq2seq'",
+                hint="run it on a backend that supports encoder-decoder models (pytorch, openvino)",
+            )
         if self.model_type not in supported:
             raise InvalidInputError(
                 f"{backend} cannot load model_type {self.model_type!r}",

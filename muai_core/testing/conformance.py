@@ -566,6 +566,10 @@ class BackendConformance:
         assert manager.load_model(model).backend_name == PARTNER
         refused = [a for a in manager.explain(model) if a.backend == conformance_target.name]
         assert refused and refused[0].outcome == "failed" and "encoder-decoder" in refused[0].reason, refused
+        manager.unload_model(model)
+        assert manager.load_model(model, "seq2seq").backend_name == PARTNER, "model_type 'seq2seq' must fall back"
+        refused = [a for a in manager.explain(model) if a.backend == conformance_target.name]
+        assert refused and "seq2seq" in refused[0].reason, refused
 
 
 def _encoder_decoder_stub(path: Path) -> Path:
