@@ -76,7 +76,9 @@ def stats(ov_manager: ModelManager, name: str) -> dict:
     return ov_manager.get_model_info(name)["model_info"]["batching"]
 
 
-@pytest.mark.parametrize(("name", "precision"), [("gpt2", "FP32"), ("tiny-llama", "FP32"), ("tiny-llama", "INT8")])
+@pytest.mark.parametrize(
+    ("name", "precision"), [("gpt2", "FP32"), ("tiny-llama", "FP32"), ("tiny-llama", "FP16"), ("tiny-llama", "INT8")]
+)
 def test_concurrent_requests_share_batches_and_each_equals_its_run_alone(write_config, name, precision):
     # f32 arithmetic: a tiny random model's logits are so flat that bf16 rounding (the CPU's choice for INT8 where
     # it has bf16) changes its greedy choice, batched or not.
@@ -100,6 +102,10 @@ def test_concurrent_requests_share_batches_and_each_equals_its_run_alone(write_c
     assert figures["batches"] < sum(lengths), "every step ran alone"
     assert figures["running"] == figures["waiting"] == figures["kv_blocks_in_use"] == 0
     assert all(r.backend == "openvino" for r in results)
+    info = together.get_model_info(name)["model_info"]
+    assert info["attention"] == "paged"
+    if precision == "FP32":  # f32 end to end, KV cache included, on every CPU (genai's PagedAttention refuses
+        assert info["properties"]["KV_CACHE_PRECISION"] == "f32"  # an f32 cache where the CPU has bf16)
 
 
 def test_a_batch_of_prompts_runs_as_one_batch(write_config):
