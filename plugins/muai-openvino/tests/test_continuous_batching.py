@@ -12,6 +12,7 @@ import yaml
 from muai_core import ModelManager, PerformanceMonitor
 from muai_core.config import parse_config
 from muai_core.errors import ConfigurationError, ResourceExhausted
+from muai_core.resolver import Resolver
 from muai_openvino.export.pipeline import export_model
 from muai_openvino.settings import check_settings
 from muai_pytorch.testing import build_tiny_model
@@ -200,7 +201,7 @@ def test_a_request_longer_than_the_kv_cache_runs_on_pytorch_and_others_stay(long
     assert ov_manager.generate_result("long-llama", "Hello", max_new_tokens=4).backend == "openvino"
 
 
-def test_a_failure_with_sequences_in_flight_fails_each_over_and_resumes(write_config):
+def test_a_failure_with_sequences_in_flight_fails_each_over_and_resumes(write_config, monkeypatch):
     config = write_config()
     reference = manager(config, backend="pytorch")
     expected = [
@@ -223,6 +224,9 @@ def test_a_failure_with_sequences_in_flight_fails_each_over_and_resumes(write_co
             return real.infer(*args, **kwargs)
 
     handle.request = FailingOnce()
+    reloads = []
+    load = Resolver.load
+    monkeypatch.setattr(Resolver, "load", lambda self, *a, **k: reloads.append(k) or load(self, *a, **k))
     results = concurrently(
         len(PROMPTS),
         lambda i: ov_manager.generate_result("tiny-llama", PROMPTS[i], max_new_tokens=30, ignore_eos=True),
@@ -231,6 +235,7 @@ def test_a_failure_with_sequences_in_flight_fails_each_over_and_resumes(write_co
     assert {r.backend for r in results} >= {"pytorch"}
     events = ov_manager.performance_monitor.fallback_events()
     assert events and all("device was lost" in e.reason for e in events)
+    assert len(reloads) == 1, "requests that failed together loaded the fallback model more than once"
 
 
 def test_batching_settings_are_checked():
