@@ -56,8 +56,10 @@ class MuaiGateway:
             return
         body = await self._body(receive)
         if body is None:
-            await _send_error(send, ApiError(413, f"the request body is larger than this server accepts "
-                                                  f"({self.max_request_bytes} bytes)"))  # fmt: skip
+            limit = self.max_request_bytes
+            await _send_error(
+                send, ApiError(413, f"the request body is larger than this server accepts ({limit} bytes)")
+            )
             return
         request = {key: scope[key] for key in SCOPE_KEYS if key in scope}
         for attempt in range(1, ATTEMPTS + 1):
@@ -68,8 +70,8 @@ class MuaiGateway:
                     sent.note(message)
                 return
             except (RayActorError, RayServeException) as exc:
-                log.warning("muai serve: replica lost on attempt %d of %s %s: %s", attempt, scope["method"],
-                            scope["path"], exc)  # fmt: skip
+                where = f"{scope['method']} {scope['path']}"
+                log.warning("muai serve: replica lost on attempt %d of %s: %s", attempt, where, exc)
                 if sent.started:
                     await sent.cut_short(send)
                     return

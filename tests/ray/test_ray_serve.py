@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Iterator
 
+import httpx
 import openai
 import pytest
 import ray
@@ -66,6 +67,9 @@ def test_errors_keep_openais_shape_through_ray(base_url):
     with pytest.raises(openai.BadRequestError) as caught:
         client(base_url).chat.completions.create(model=MODEL, messages=QUESTION, max_tokens=0)
     assert caught.value.param == "max_tokens"
+    huge = [{"role": "user", "content": "x" * (2 << 20)}]  # past the default 1 MiB: the gateway refuses it
+    response = httpx.post(base_url + "/v1/chat/completions", json={"model": MODEL, "messages": huge}, timeout=60)
+    assert response.status_code == 413 and "1048576 bytes" in response.json()["error"]["message"]
 
 
 def test_a_killed_replica_is_replaced_and_its_requests_answered_or_refused_cleanly(base_url):
