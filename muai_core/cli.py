@@ -110,6 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="run as a Ray Serve deployment (needs muai-core[ray]) on $RAY_ADDRESS's cluster, else a local one",
     )
     serve.add_argument("--replicas", type=int, help="with --ray: copies of the server, each with its own models")
+    serve.add_argument(
+        "--replica-cpus", type=float, default=1.0, help="with --ray: CPUs Ray gives each replica (default: 1)"
+    )
     serve.set_defaults(func=cmd_serve)
 
     default_registry().pm.hook.muai_register_commands(subparsers=commands)
@@ -410,19 +413,31 @@ def _serve_on_ray(args: argparse.Namespace, models: list[str]) -> int:
 
     on_ray.require_ray()
     _at_least("--replicas", args.replicas, 1)
-    application = on_ray.deployment(args.config, replicas=args.replicas or 1, api_key=args.api_key, preload=models)
+    replicas, cpus = args.replicas or 1, args.replica_cpus
+    if not cpus > 0:
+        raise ConfigurationError(f"--replica-cpus must be more than 0, got {cpus:g}", hint="e.g. --replica-cpus 0.5")
+    application = on_ray.deployment(args.config, replicas=replicas, api_key=args.api_key, preload=models, num_cpus=cpus)
     import ray
     from ray import serve
 
     ray.init()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # after ray.init, which sets its own handler
     try:
+        total = ray.cluster_resources().get("CPU", 0)
+        if replicas * cpus > total:  # Ray would wait for CPUs that never come
+            raise ConfigurationError(
+                f"--replicas {replicas} with --replica-cpus {cpus:g} need {replicas * cpus:g} CPUs; the Ray cluster "
+                f"has {total:g}",
+                hint="fewer --replicas, a smaller --replica-cpus (e.g. 0.5), or more nodes in the cluster",
+            )
         serve.start(http_options={"host": args.host, "port": args.port})
-        serve.run(application, name=on_ray.APP_NAME, route_prefix="/")
-        _serving_at(args, args.api_key or os.environ.get(API_KEY_ENV) or None)
-        threading.Event().wait()
+        try:
+            serve.run(application, name=on_ray.APP_NAME, route_prefix="/")
+            _serving_at(args, args.api_key or os.environ.get(API_KEY_ENV) or None)
+            threading.Event().wait()
+        finally:
+            serve.delete(on_ray.APP_NAME)
     finally:
-        serve.delete(on_ray.APP_NAME)
         ray.shutdown()
     return 0
 

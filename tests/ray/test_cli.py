@@ -48,6 +48,13 @@ def test_muai_serve_ray_answers_on_its_port_and_stops_on_sigterm(ray_config, tmp
     assert process.returncode == 0, log.read_text()[-3000:]
 
 
+def test_more_replicas_than_the_cluster_has_cpus_for_is_refused_not_left_waiting(ray_config):
+    process = muai("serve", "--ray", "--replicas", "8", "--config", ray_config, "--port", str(free_port()))
+    _, error = process.communicate(timeout=180)
+    assert process.returncode == 2 and "--replicas 8 with --replica-cpus 1 need 8 CPUs" in error, error[-2000:]
+    assert "a smaller --replica-cpus" in error
+
+
 def test_replicas_without_ray_is_refused():
     process = muai("serve", "--replicas", "2")
     _, error = process.communicate(timeout=120)
