@@ -82,3 +82,28 @@ def test_property_8_backend_interface_uniformity(tiny_models, ids, prompt, new_t
             assert result.finish_reason in ("eos", "length", "stopped")
             assert len(result.token_latencies_s) == result.new_tokens - 1
     assert "counting" not in default_registry().backend_names()
+
+
+# Feature: openvino-backend-integration, Property 8: Backend Interface Uniformity
+@settings(max_examples=30, deadline=None)
+@given(
+    ids=batches,
+    decoder_length=st.integers(1, 5),
+    prompt=prompts,
+    new_tokens=st.integers(1, 6),
+    arch=st.sampled_from(["t5", "bart"]),
+)
+def test_property_8_seq2seq_models_take_the_same_arguments(
+    tiny_seq2seq_models, ids, decoder_length, prompt, new_tokens, arch
+):
+    """An encoder-decoder model answers the same calls; forward's positions are the decoder's."""
+    path = tiny_seq2seq_models[arch]
+    manager = ModelManager(backend="pytorch", monitor=PerformanceMonitor())
+    decoder_ids = np.zeros((len(ids), decoder_length), dtype=np.int64)
+    outputs = manager.forward(path, {"input_ids": np.array(ids), "decoder_input_ids": decoder_ids})
+    assert list(outputs) == ["logits"] and outputs["logits"].dtype == np.float32
+    assert outputs["logits"].shape[:2] == (len(ids), decoder_length) and np.isfinite(outputs["logits"]).all()
+    result = manager.generate_result(path, prompt, max_new_tokens=new_tokens)
+    assert isinstance(result, GenerationResult) and 1 <= result.new_tokens <= new_tokens
+    assert result.text == result.completion == manager.generate(path, prompt, max_new_tokens=new_tokens)
+    assert result.finish_reason in ("eos", "length")

@@ -41,6 +41,7 @@ def validate(directory: Path, name: str, precision: str, torch_model: Any, token
             max_new_tokens=GREEDY_TOKENS,
             do_sample=False,
             pad_token_id=tokenizer.pad_token_id if seq2seq else tokenizer.eos_token_id,
+            **(_plain_greedy(torch_model) if seq2seq else {}),
         )[0]
     # an encoder-decoder model's output starts with its decoder start token; its logits are the decoder's
     reference = generated[1:].tolist() if seq2seq else generated[ids.shape[1] :].tolist()
@@ -66,3 +67,15 @@ def validate(directory: Path, name: str, precision: str, torch_model: Any, token
             hint="this architecture may not be supported by the exporter; run it on the pytorch backend",
         )
     return result
+
+
+def _plain_greedy(torch_model: Any) -> dict[str, Any]:
+    """``generate`` arguments that leave out what a seq2seq checkpoint's generation_config.json may add and muai
+    does not apply (beams, forced BOS/EOS tokens, n-gram bans): the reference is greedy decoding alone."""
+    from transformers import GenerationConfig
+
+    own = torch_model.generation_config
+    plain = GenerationConfig(
+        decoder_start_token_id=own.decoder_start_token_id, eos_token_id=own.eos_token_id, pad_token_id=own.pad_token_id
+    )
+    return {"generation_config": plain}
