@@ -120,6 +120,8 @@ class StepBatcher:
         self._numbers = itertools.count()
         self._waiting: deque[BatchedSequence] = deque()
         self._active: list[BatchedSequence] = []
+        self._running = False  # an engine call is under way (without the lock)
+        self._released: list[BatchedSequence] = []  # released while it ran: handed to the engine after it
         self.peak_running = 0
         self.batches = 0
 
@@ -144,11 +146,6 @@ class StepBatcher:
     def _step(self, sequence: BatchedSequence, tokens: np.ndarray) -> np.ndarray:
         with self._cond:
             if not sequence._admitted and sequence not in self._waiting:
-                if len(self._waiting) >= self.max_waiting:
-                    raise ResourceExhausted(
-                        f"{len(self._waiting)} requests are already waiting for this model",
-                        hint="retry later, or raise the backend's max_waiting",
-                    )
                 sequence._queued_at = time.perf_counter()
                 self._waiting.append(sequence)
             sequence._pending, sequence._result, sequence._late = tokens, None, False
@@ -179,21 +176,29 @@ class StepBatcher:
                 continue
             for chunk in chunks:
                 chunk.sequence._in_flight = True
+            self._running, rows, error = True, [], InferenceError("the batched step was interrupted")
             self._cond.release()
             try:
-                rows, error = self.engine.run(chunks), None
+                rows = list(self.engine.run(chunks))
+                if len(rows) != sum(chunk.last for chunk in chunks):
+                    raise InferenceError(f"the engine returned {len(rows)} rows of logits for this batch's chunks")
+                error = None
             except Exception as exc:
-                rows, error = [], exc
-            finally:
+                error = exc
+            finally:  # whatever happened, the chunks are settled and the lock held again
                 self._cond.acquire()
-            self._settle(chunks, rows, error)
-            self._cond.notify_all()
+                self._running = False
+                for sequence in self._released:
+                    self.engine.release(sequence)
+                self._released.clear()
+                self._settle(chunks, rows, error)
+                self._cond.notify_all()
 
     def _gather(self) -> None:
         """Wait (briefly) for the sequences that got logits last time to bring their next token."""
         deadline = time.perf_counter() + GATHER_S
         while True:
-            missing = [s for s in self._active if s._pending is None and s._result is None and not s._late]
+            missing = [s for s in self._active if s._pending is None and not s._late]
             left = deadline - time.perf_counter()
             if not missing or left <= 0:
                 for sequence in missing:
@@ -202,14 +207,16 @@ class StepBatcher:
             self._cond.wait(left)
 
     def _admit(self) -> None:
+        """Admit waiting sequences in order while they fit; past ``max_waiting`` the last to come are refused."""
         while self._waiting and len(self._active) < self.max_batch_tokens:
             sequence = self._waiting[0]
             try:
                 if not self.engine.admit(sequence, sequence._pending):
-                    return
+                    break
             except Exception as exc:
                 self._waiting.popleft()
                 sequence._error = exc
+                self._cond.notify_all()
                 continue
             self._waiting.popleft()
             sequence._admitted = True
@@ -218,6 +225,13 @@ class StepBatcher:
             sequence._pending = sequence._pending[sequence.cached :]
             self._active.append(sequence)
             self.peak_running = max(self.peak_running, len(self._active))
+        while len(self._waiting) > self.max_waiting:
+            refused = self._waiting.pop()
+            refused._error = ResourceExhausted(
+                f"the model has no room for this request now: {self.max_waiting} requests already wait for it",
+                hint="retry later, or raise the backend's max_waiting (e.g. backend.openvino.max_waiting)",
+            )
+            self._cond.notify_all()
 
     def _chunks(self) -> list[Chunk]:
         """Decode tokens first, then prompts (cut to the budget that is left)."""
@@ -255,7 +269,10 @@ class StepBatcher:
             self._waiting.remove(sequence)
         if sequence in self._active:
             self._active.remove(sequence)
-            self.engine.release(sequence)
+            if self._running:  # the engine's bookkeeping is in use: release after its call
+                self._released.append(sequence)
+            else:
+                self.engine.release(sequence)
         sequence._pending = None
         self._cond.notify_all()
 

@@ -29,9 +29,6 @@ class PagedCache:
         self.blocks = 0
         self._tensors: dict[str, Any] = {}
 
-    def blocks_for(self, tokens: int) -> int:
-        return -(-tokens // self.block_size)
-
     def reserve(self, request: Any, blocks: int) -> None:
         """Make the tensors hold ``blocks`` blocks (keeping those they hold) and set them on ``request``."""
         if blocks <= self.blocks:
@@ -64,9 +61,10 @@ def _bytes(tensor: Any) -> np.ndarray:
 class PagedEngine:
     """Runs the chunks of a batch as one infer call on a PagedAttention request (``muai_core.batching``'s engine).
 
-    Each sequence gets its prompt's cached blocks and a promise of the rest at admission; the block tensors
-    grow as blocks are taken (for a prompt: at admission, where a failure to allocate sends that one request
-    to another backend).
+    Each sequence gets its prompt's blocks (cached ones where the prefix cache has them) and a promise of the
+    rest at admission; the block tensors grow as blocks are taken. A failure to grow them at admission sends
+    that one request to another backend; during a step (a decode block), it fails the step's sequences, which
+    fail over and resume.
     """
 
     def __init__(self, handle: Any, pool: BlockPool) -> None:
@@ -89,16 +87,22 @@ class PagedEngine:
         reservation = pool.reserve(block_digests(tokens, pool.block_size, full), blocks)
         if reservation is None:
             return False
-        try:
+        cached = [int(t) for t in tokens[: len(reservation.blocks) * pool.block_size]]
+        try:  # the prompt's blocks are taken now: a failure to allocate them fails this request alone
             self._make_room(pool.blocks_for(len(tokens)) - len(reservation.blocks))
+            while len(reservation.blocks) < pool.blocks_for(len(tokens)):
+                pool.take(reservation)
         except (MemoryError, RuntimeError) as exc:  # this sequence is too long here; shorter ones still run
             pool.release(reservation)
             raise UnsupportedRequest(
                 f"cannot allocate the KV cache for a sequence of {sequence.longest} tokens: {first_line(exc)}",
                 hint=HINT,
             ) from exc
-        sequence.state = _Blocks(reservation, [int(t) for t in tokens[: len(reservation.blocks) * pool.block_size]])
-        sequence.cached = len(sequence.state.tokens)
+        except BaseException:
+            pool.release(reservation)
+            raise
+        sequence.state = _Blocks(reservation, cached)
+        sequence.cached = len(cached)
         return True
 
     def run(self, chunks: list[Chunk]) -> list[np.ndarray]:

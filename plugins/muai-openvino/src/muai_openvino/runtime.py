@@ -210,10 +210,14 @@ def unload(handle: OpenVINOModel) -> None:
         handle.batcher = None
 
 
-def weights_bytes(handle: OpenVINOModel) -> int:
-    """Size of the IR's weights: what the compiled model holds at least (the CPU plugin may repack more)."""
+def memory_bytes(handle: OpenVINOModel) -> int:
+    """The IR's weights (what the compiled model holds at least: the CPU plugin may repack more) and the KV cache
+    blocks allocated so far."""
     weights = handle.directory / BIN
-    return weights.stat().st_size if handle.compiled is not None and weights.is_file() else 0
+    if handle.compiled is None or not weights.is_file():
+        return 0
+    cache = handle.paged_cache
+    return weights.stat().st_size + (cache.blocks * cache.block_bytes if cache is not None else 0)
 
 
 def _properties(settings: OpenVINOSettings, manifest: dict[str, Any], device: str) -> dict[str, str]:
