@@ -1,0 +1,156 @@
+"""Prompt-lookup decoding: guess the next tokens from earlier text, check all the guesses in one forward pass.
+
+The guesses (candidates) are the tokens that followed the latest earlier occurrence of the last few tokens
+(an n-gram of the prompt or of the text so far). The step is fed the last token and the candidates at once
+and returns the logits after each; a token is chosen from each row in turn exactly as plain decoding would
+choose it, and the first choice that differs from its candidate ends the round (its own row came after
+accepted tokens only, so it stands). The rejected candidates are rolled back (``step.truncate``).
+
+Greedy decoding therefore gives the very tokens of plain decoding. Sampling keeps the output distribution
+with the standard rejection rule for a draft that proposes one token for sure: a candidate ``c`` is accepted
+with probability ``p(c)``; else the token is drawn from ``p`` without ``c``, renormalised.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from muai_core.batching import Cancelled
+from muai_core.contracts import GenerationRequest
+from muai_core.errors import InferenceError
+from muai_core.sampling import Penalty, distribution, next_token
+
+#: The longest and shortest n-grams looked up, longest first.
+MAX_NGRAM = 3
+MIN_NGRAM = 2
+
+
+@dataclass
+class SpeculationStats:
+    """What a speculative generation did: verify calls, candidates proposed and accepted."""
+
+    verify_calls: int = 0
+    proposed: int = 0
+    accepted: int = 0
+
+
+def can_verify(step: Any) -> bool:
+    """Whether ``step`` has ``verify`` and ``truncate`` (a ``muai_core.batching.BatchedSequence`` whose engine can)."""
+    return bool(getattr(step, "can_verify", False))
+
+
+class PromptLookup:
+    """Candidates from n-grams of the history: where the last n tokens occurred before, what followed them."""
+
+    def __init__(self, history: list[int]) -> None:
+        self.history: list[int] = []
+        self._after: dict[tuple[int, ...], int] = {}  # n-gram -> index of the token after its latest occurrence
+        for token in history:
+            self.append(token)
+
+    def append(self, token: int) -> None:
+        history = self.history
+        end = len(history)  # the n-grams ending before ``token`` now have a continuation
+        for n in range(MIN_NGRAM, MAX_NGRAM + 1):
+            if end >= n:
+                self._after[tuple(history[end - n : end])] = end
+        history.append(token)
+
+    def propose(self, count: int) -> list[int]:
+        """Up to ``count`` tokens that followed the latest earlier occurrence of the longest n-gram that ends now."""
+        history = self.history
+        for n in range(MAX_NGRAM, MIN_NGRAM - 1, -1):
+            start = self._after.get(tuple(history[-n:])) if len(history) >= n else None
+            if start is not None:
+                return history[start : start + count]
+        return []
+
+
+class _Draft:
+    """How many candidates to propose: up by two after a round that accepted them all, down by one otherwise."""
+
+    def __init__(self, most: int) -> None:
+        self.most = most
+        self.size = most
+
+    def update(self, proposed: int, accepted: int) -> None:
+        if accepted == proposed:
+            self.size = min(self.most, self.size + 2)
+        else:
+            self.size = max(1, self.size - 1)
+
+
+def speculative_tokens(
+    step: Any,
+    ids: list[int],
+    prompt_length: int,
+    request: GenerationRequest,
+    eos_ids: Collection[int],
+    budget: int,
+    stats: SpeculationStats,
+) -> Iterator[int]:
+    """``decode_loop``'s tokens with prompt lookup: the tokens plain decoding gives (greedy) or their
+    distribution (sampling), after ``ids``, at most ``budget`` of them (the step never holds more positions)."""
+    rng = np.random.default_rng(request.seed)
+    banned = sorted(eos_ids) if request.ignore_eos else []
+    held = sorted({*banned, *eos_ids, *request.stop_token_ids})
+    penalty = Penalty(ids, request.repetition_penalty) if request.repetition_penalty != 1.0 else None
+    lookup = PromptLookup(ids)
+    draft = _Draft(request.prompt_lookup)
+    first = len(ids) - prompt_length
+    index = first
+    candidates: list[int] = []
+    try:
+        rows = step(np.asarray([ids], dtype=np.int64))[None]
+    except Cancelled:
+        return
+    request.check_token_ids(rows.shape[-1])
+    while True:
+        if not np.isfinite(rows).all():
+            raise InferenceError(f"the model produced non-finite logits at step {index - first}")
+        accepted = 0
+        for row in rows:
+            logits = penalty(row) if penalty is not None else row
+            banned_now = held if index < request.min_new_tokens else banned
+            candidate = candidates[accepted] if accepted < len(candidates) else None
+            token = _choose(logits, request, rng, banned_now, candidate)
+            if penalty is not None:
+                penalty.saw(token)
+            lookup.append(token)
+            index += 1
+            yield token
+            if token != candidate:
+                break
+            accepted += 1
+            stats.accepted += 1
+        if candidates:
+            draft.update(len(candidates), accepted)
+            if accepted < len(candidates):
+                step.truncate(step.length - (len(candidates) - accepted))
+        left = budget - (index - first)
+        candidates = lookup.propose(min(draft.size, left - 1)) if left > 1 else []
+        feed = np.asarray([[token, *candidates]], dtype=np.int64)
+        try:
+            rows = step.verify(feed) if candidates else step(feed)[None]
+        except Cancelled:
+            return
+        if candidates:
+            stats.verify_calls += 1
+            stats.proposed += len(candidates)
+
+
+def _choose(
+    logits: Any, request: GenerationRequest, rng: np.random.Generator, banned: list[int], candidate: int | None
+) -> int:
+    """The token plain decoding picks from ``logits``; sampling accepts ``candidate`` with its probability."""
+    if not request.do_sample or candidate is None:
+        return next_token(logits, request, rng, banned)
+    probs = distribution(logits, request, banned)
+    if rng.random() < probs[candidate]:
+        return candidate
+    probs[candidate] = 0.0
+    return int(rng.choice(probs.size, p=probs / probs.sum()))
