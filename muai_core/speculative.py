@@ -61,12 +61,16 @@ class PromptLookup:
         history.append(token)
 
     def propose(self, count: int) -> list[int]:
-        """Up to ``count`` tokens that followed the latest earlier occurrence of the longest n-gram that ends now."""
+        """``count`` tokens that followed the latest earlier occurrence of the longest n-gram that ends now (none
+        if it never occurred); where they run past the end, the text repeats itself from that occurrence on."""
         history = self.history
         for n in range(MAX_NGRAM, MIN_NGRAM - 1, -1):
             start = self._after.get(tuple(history[-n:])) if len(history) >= n else None
             if start is not None:
-                return history[start : start + count]
+                proposed = history[start : start + count]
+                while len(proposed) < count:  # a loop: the candidates continue it
+                    proposed.append(proposed[len(proposed) - (len(history) - start)])
+                return proposed
         return []
 
 

@@ -1,0 +1,42 @@
+"""Prompt-lookup decoding on PyTorch slots: plain decoding's tokens (Hypothesis over prompts and k), fewer forwards."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from muai_core import ModelManager, PerformanceMonitor
+
+WORDS = ("the", "cat", "sat", "on", "a", "mat", "and", "dog", "ran", "far", ".", ",")
+texts = st.lists(st.sampled_from(WORDS), min_size=1, max_size=16).map(lambda words: " ".join(words * 2))
+
+
+@pytest.fixture(scope="module")
+def torch_manager() -> ModelManager:
+    return ModelManager(backend="pytorch", device="cpu", monitor=PerformanceMonitor())
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    text=texts,
+    k=st.integers(1, 8),
+    new=st.integers(1, 20),
+    arch=st.sampled_from(["gpt2", "llama"]),
+    penalty=st.sampled_from([1.0, 1.2]),
+)
+def test_greedy_prompt_lookup_gives_plain_decodings_tokens(torch_manager, tiny_models, text, k, new, arch, penalty):
+    kwargs = dict(max_new_tokens=new, repetition_penalty=penalty, min_new_tokens=min(new, 2))
+    plain = torch_manager.generate_result(tiny_models[arch], text, **kwargs)
+    fast = torch_manager.generate_result(tiny_models[arch], text, prompt_lookup=k, **kwargs)
+    assert (fast.token_ids, fast.text, fast.finish_reason) == (plain.token_ids, plain.text, plain.finish_reason)
+
+
+def test_a_looping_answer_is_decoded_in_fewer_forwards(torch_manager, tiny_models):
+    model = tiny_models["llama"]
+    plain = torch_manager.generate_result(model, "the cat sat on the mat", max_new_tokens=60, ignore_eos=True)
+    fast = torch_manager.generate_result(
+        model, "the cat sat on the mat", max_new_tokens=60, ignore_eos=True, prompt_lookup=6
+    )
+    assert fast.token_ids == plain.token_ids
+    assert fast.verify_calls > 0 and fast.accepted_tokens > fast.verify_calls
