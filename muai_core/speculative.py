@@ -13,6 +13,7 @@ with probability ``p(c)``; else the token is drawn from ``p`` without ``c``, ren
 
 from __future__ import annotations
 
+import time
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +28,10 @@ from muai_core.sampling import Penalty, distribution, next_token
 #: The longest and shortest n-grams looked up, longest first.
 MAX_NGRAM = 3
 MIN_NGRAM = 2
+#: The most steps without proposals where proposing does not pay.
+MAX_PAUSE = 16
+#: How much the acceptance rate remembers of each earlier round.
+DECAY = 0.8
 
 
 @dataclass
@@ -75,17 +80,50 @@ class PromptLookup:
 
 
 class _Draft:
-    """How many candidates to propose: up by two after a round that accepted them all, down by one otherwise."""
+    """How many candidates to propose: the number that makes the most tokens per second, from the acceptance
+    rate so far (a decaying average per candidate) and the measured cost of a step by its width (a step of
+    ``1 + k`` tokens costs ``plain + k * extra`` seconds). Where proposing does not pay, none are proposed for
+    a pause that doubles while it keeps not paying (up to ``MAX_PAUSE`` steps); then one round probes again."""
 
     def __init__(self, most: int) -> None:
         self.most = most
-        self.size = most
+        self._hits, self._tries = 1.0, 2.0  # candidates accepted / checked, decaying: a rate of 1/2 to start
+        self._plain: float | None = None  # seconds of a one-token step
+        self._extra = 0.0  # seconds each more token adds to a step
+        self._pause = 0  # steps of the last pause (doubled by the next one, reset by an accepted candidate)
+        self._paused = 0  # steps left without proposals now
+        self._probing = False  # a pause has ended: propose once whatever the estimates say
+
+    def wanted(self, left: int) -> int:
+        if self._paused:
+            self._paused -= 1
+            return 0
+        most = min(self.most, left - 1)
+        if most < 1:
+            return 0
+        rate = min(self._hits / self._tries, 0.99)
+        plain = self._plain or 1.0
+        gains = [(1 - rate ** (k + 1)) / (1 - rate) / (plain + k * self._extra) for k in range(1, most + 1)]
+        best = max(range(len(gains)), key=gains.__getitem__) + 1
+        if gains[best - 1] * plain > 1.0 or self._probing:
+            self._probing = False
+            return best
+        self._pause = min(MAX_PAUSE, 2 * self._pause or 1)
+        self._paused, self._probing = self._pause - 1, True
+        return 0
 
     def update(self, proposed: int, accepted: int) -> None:
-        if accepted == proposed:
-            self.size = min(self.most, self.size + 2)
-        else:
-            self.size = max(1, self.size - 1)
+        self._hits = DECAY * self._hits + accepted
+        self._tries = DECAY * self._tries + accepted + (accepted < proposed)
+        if accepted:
+            self._pause = 0
+
+    def timed(self, width: int, seconds: float) -> None:
+        if width == 1:
+            self._plain = seconds if self._plain is None else 0.8 * self._plain + 0.2 * seconds
+        elif self._plain is not None:
+            extra = max(0.0, (seconds - self._plain) / (width - 1))
+            self._extra = 0.8 * self._extra + 0.2 * extra if self._extra else extra
 
 
 def speculative_tokens(
@@ -135,13 +173,15 @@ def speculative_tokens(
             draft.update(len(candidates), accepted)
             if accepted < len(candidates):
                 step.truncate(step.length - (len(candidates) - accepted))
-        left = budget - (index - first)
-        candidates = lookup.propose(min(draft.size, left - 1)) if left > 1 else []
+        wanted = draft.wanted(budget - (index - first))
+        candidates = lookup.propose(wanted) if wanted > 0 else []
         feed = np.asarray([[token, *candidates]], dtype=np.int64)
+        started = time.perf_counter()
         try:
             rows = step.verify(feed) if candidates else step(feed)[None]
         except Cancelled:
             return
+        draft.timed(feed.shape[1], time.perf_counter() - started)
         if candidates:
             stats.verify_calls += 1
             stats.proposed += len(candidates)
