@@ -93,6 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--new-tokens", type=int, default=128)
     bench.add_argument("--prompt", default=DEFAULT_PROMPT)
     bench.add_argument("--device", default="cpu")
+    bench.add_argument(
+        "--prompt-lookup", type=int, default=0, metavar="K",
+        help="prompt-lookup decoding: propose up to K tokens from the prompt at a time (0: plain decoding)",
+    )  # fmt: skip
     bench.add_argument("--out", default="bench-results", help="folder for bench.json, bench.md and bench.png")
     bench.set_defaults(func=cmd_bench)
 
@@ -280,13 +284,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
     _at_least("--runs", args.runs, 1)
     _at_least("--new-tokens", args.new_tokens, 1)
     _at_least("--warmup", args.warmup, 0)
+    _at_least("--prompt-lookup", args.prompt_lookup, 0)
     targets = bench_targets(args.backends)
     levels = () if args.concurrency is None else concurrency_levels(args.concurrency)
     out = Path(args.out)
     check_writable_folder(out, "--out")
     settings = BenchSettings(
-        args.model, targets, args.prompt, args.new_tokens, args.runs, args.warmup, args.device, args.config, levels
-    )
+        args.model, targets, args.prompt, args.new_tokens, args.runs, args.warmup, args.device, args.config, levels,
+        args.prompt_lookup,
+    )  # fmt: skip
     progress = Progress("muai bench")
     cpu = cpu_description()
     meta = {"model": args.model, "new_tokens": args.new_tokens, "runs": args.runs, "warmup": args.warmup, "cpu": cpu}

@@ -313,6 +313,7 @@ class ModelManager:
             self._monitor.record_inference(
                 loaded.backend_name, model_name, time.perf_counter() - started, tokens, ttft=result.ttft_s,
                 queue_wait=result.queue_wait_s, token_latencies=result.token_latencies_s,
+                speculation=(result.verify_calls, result.draft_tokens, result.accepted_tokens),
             )  # fmt: skip
             return replace(result, backend=loaded.backend_name)
 

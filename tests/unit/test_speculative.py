@@ -193,3 +193,17 @@ def test_prompt_lookup_is_checked(value):
 
     with pytest.raises(InvalidInputError, match="prompt_lookup"):
         GenerationRequest.from_kwargs("hi", prompt_lookup=value)
+
+
+def test_the_monitor_reports_the_acceptance_rate_and_tokens_per_verify_call():
+    from muai_core.monitor import PerformanceMonitor
+
+    monitor = PerformanceMonitor()
+    monitor.record_inference("b", "m", 1.0, 20, speculation=(4, 16, 8))
+    monitor.record_inference("b", "m", 1.0, 20, speculation=(1, 4, 0))
+    monitor.record_inference("b", "m", 1.0, 20)
+    stats = monitor.get_backend_stats("b", "m")
+    assert stats["acceptance_rate"] == pytest.approx(8 / 20)
+    assert stats["tokens_per_verify"] == pytest.approx((8 + 5) / 5)
+    monitor.record_inference("c", "m", 1.0, 20)
+    assert monitor.get_backend_stats("c")["acceptance_rate"] is None

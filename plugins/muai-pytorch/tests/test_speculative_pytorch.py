@@ -40,3 +40,5 @@ def test_a_looping_answer_is_decoded_in_fewer_forwards(torch_manager, tiny_model
     )
     assert fast.token_ids == plain.token_ids
     assert fast.verify_calls > 0 and fast.accepted_tokens > fast.verify_calls
+    figures = torch_manager.get_performance_stats(model)["backends"]["pytorch"]
+    assert 0 < figures["acceptance_rate"] <= 1 and figures["tokens_per_verify"] > 1
