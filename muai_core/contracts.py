@@ -86,8 +86,9 @@ class GenerationRequest:
     ``prompt_lookup`` (prompt-lookup decoding) proposes up to that many tokens at a time from the prompt and the
     text so far (what followed the latest earlier occurrence of the last few tokens) and checks them in one
     forward pass: the same tokens (greedy) or the same distribution (sampling), in fewer steps where the
-    answer repeats its input (summaries, edits, extraction). 0 turns it off; backends that cannot verify
-    several tokens at once ignore it.
+    answer repeats its input (summaries, edits, extraction). 0 turns it off; None (not given) takes the
+    model's ``models.<name>.prompt_lookup`` from the config, else 0. Backends that cannot verify several tokens
+    at once ignore it.
     ``cancel`` (set by the manager, never by callers) ends generation at the next token once it is set: a
     stream left early or a cancelled ``agenerate`` (``TextStream`` checks it on every token).
     ``resume_ids`` (set by the manager, never by callers) are new tokens another backend already produced:
@@ -111,7 +112,7 @@ class GenerationRequest:
     stop_token_ids: tuple[int, ...] = ()
     min_new_tokens: int = 0
     repetition_penalty: float = 1.0
-    prompt_lookup: int = 0
+    prompt_lookup: int | None = None
     streamer: Streamer | None = None
     resume_ids: tuple[int, ...] = ()
     messages: tuple[Mapping[str, str], ...] | None = None
@@ -208,7 +209,8 @@ class GenerationRequest:
                 f"min_new_tokens={self.min_new_tokens} is more than max_new_tokens={self.max_new_tokens}",
                 hint=f"pass min_new_tokens={self.max_new_tokens} or less",
             )
-        _check_int("prompt_lookup", self.prompt_lookup, minimum=0, maximum=MAX_PROMPT_LOOKUP)
+        if self.prompt_lookup is not None:
+            _check_int("prompt_lookup", self.prompt_lookup, minimum=0, maximum=MAX_PROMPT_LOOKUP)
         penalty = self.repetition_penalty
         if not _is_real(penalty) or not 0 < penalty < math.inf:
             raise InvalidInputError(

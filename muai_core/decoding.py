@@ -54,7 +54,7 @@ def decode_loop(
     """
 
     stats = SpeculationStats()
-    speculate = request.prompt_lookup > 0 and can_verify(step)
+    speculate = bool(request.prompt_lookup) and can_verify(step)
 
     def engine(ids: list[int], budget: int) -> Iterator[int]:
         if speculate:

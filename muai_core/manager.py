@@ -287,6 +287,8 @@ class ModelManager:
     def _generate(self, model_name: str, request: GenerationRequest) -> GenerationResult:
         """Run one checked request; a backend failing mid-generation hands its tokens to the next, which
         resumes from them when it tokenises the same way. Streamed text is never repeated."""
+        if request.prompt_lookup is None:
+            request = replace(request, prompt_lookup=self._config.prompt_lookup.get(model_name, 0))
         streamer = None if request.streamer is None else _CallersStreamer(request.streamer)
         if streamer is not None:
             request = replace(request, streamer=streamer)

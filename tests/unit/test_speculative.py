@@ -207,3 +207,14 @@ def test_the_monitor_reports_the_acceptance_rate_and_tokens_per_verify_call():
     assert stats["tokens_per_verify"] == pytest.approx((8 + 5) / 5)
     monitor.record_inference("c", "m", 1.0, 20)
     assert monitor.get_backend_stats("c")["acceptance_rate"] is None
+
+
+def test_a_models_prompt_lookup_default_is_checked_and_kept_apart_from_its_paths():
+    from muai_core.config import parse_config
+    from muai_core.errors import ConfigurationError
+
+    config = parse_config({"models": {"m": {"prompt_lookup": 6, "pytorch_path": "models/m"}}})
+    assert config.prompt_lookup == {"m": 6} and dict(config.models["m"]) == {"pytorch_path": "models/m"}
+    for bad in (-1, 65, "8", True):
+        with pytest.raises(ConfigurationError, match=r"models\.m\.prompt_lookup"):
+            parse_config({"models": {"m": {"prompt_lookup": bad}}})

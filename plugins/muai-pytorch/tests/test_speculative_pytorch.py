@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -42,3 +45,13 @@ def test_a_looping_answer_is_decoded_in_fewer_forwards(torch_manager, tiny_model
     assert fast.verify_calls > 0 and fast.accepted_tokens > fast.verify_calls
     figures = torch_manager.get_performance_stats(model)["backends"]["pytorch"]
     assert 0 < figures["acceptance_rate"] <= 1 and figures["tokens_per_verify"] > 1
+
+
+def test_the_configs_default_turns_prompt_lookup_on_and_an_argument_wins(tiny_models, tmp_path):
+    root = Path(tiny_models["llama"]).parent
+    config = tmp_path / "system.yaml"
+    config.write_text(yaml.safe_dump({"models_dir": str(root), "models": {"llama": {"prompt_lookup": 6}}}))
+    manager = ModelManager(backend="pytorch", config_path=str(config), monitor=PerformanceMonitor())
+    kwargs = dict(max_new_tokens=40, ignore_eos=True)
+    assert manager.generate_result("llama", "the cat sat on the mat", **kwargs).verify_calls > 0
+    assert manager.generate_result("llama", "the cat sat on the mat", prompt_lookup=0, **kwargs).verify_calls == 0
