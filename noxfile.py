@@ -7,7 +7,7 @@ import os
 import nox
 
 nox.options.default_venv_backend = "venv"
-nox.options.sessions = ["lint", "core", "plugin", "template", "example", "reliability", "serve"]
+nox.options.sessions = ["lint", "core", "plugin", "template", "example", "reliability", "serve", "ray"]
 nox.options.reuse_venv = "yes"
 
 TORCH = "torch==2.13.0"
@@ -102,3 +102,11 @@ def serve(session: nox.Session) -> None:
         *SERVE_TEST_DEPS,
     )  # fmt: skip
     session.run("pytest", "tests/serve", *session.posargs)
+
+
+@nox.session
+def ray(session: nox.Session) -> None:
+    """``muai serve --ray``: two replicas on a local Ray cluster started by the tests, with the openai client."""
+    session.install(*torch_source(), TORCH)
+    session.install(*torch_source(), ".[ray]", "./plugins/muai-pytorch", *TEST_DEPS, "openai", "httpx")
+    session.run("pytest", "tests/ray", *session.posargs)

@@ -6,7 +6,9 @@ import argparse
 import logging
 import math
 import os
+import signal
 import sys
+import threading
 import traceback
 from collections.abc import Callable, Sequence
 from importlib import metadata
@@ -106,6 +108,15 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", default=argparse.SUPPRESS, help="config YAML; its serve: section sets the limits")
     serve.add_argument("--models", default="", help="comma-separated models to load at start (others: on first use)")
     serve.add_argument("--api-key", help=f"require this key (Authorization: Bearer KEY); default ${API_KEY_ENV}")
+    serve.add_argument(
+        "--ray",
+        action="store_true",
+        help="run as a Ray Serve deployment (needs muai-core[ray]) on $RAY_ADDRESS's cluster, else a local one",
+    )
+    serve.add_argument("--replicas", type=int, help="with --ray: copies of the server, each with its own models")
+    serve.add_argument(
+        "--replica-cpus", type=float, default=1.0, help="with --ray: CPUs Ray gives each replica (default: 1)"
+    )
     serve.set_defaults(func=cmd_serve)
 
     default_registry().pm.hook.muai_register_commands(subparsers=commands)
@@ -385,21 +396,64 @@ def check_writable_folder(path: Path, flag: str) -> None:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Serve the OpenAI API on ``--host:--port`` until interrupted."""
-    require_extra()
     _at_least("--port", args.port, 1, maximum=65535)
+    models = [name.strip() for name in args.models.split(",") if name.strip()]
+    if args.ray:
+        return _serve_on_ray(args, models)
+    if args.replicas is not None:
+        raise ConfigurationError("--replicas needs --ray", hint=f"muai serve --ray --replicas {args.replicas}")
+    require_extra()
     import uvicorn
 
     from muai_core.serving.app import create_app
 
-    models = [name.strip() for name in args.models.split(",") if name.strip()]
     app = create_app(args.config, api_key=args.api_key, preload=models)
-    if app.state.muai.settings.api_key is None and args.host not in LOOPBACK:
+    _serving_at(args, app.state.muai.settings.api_key)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="debug" if args.debug else "info")
+    return 0
+
+
+def _serve_on_ray(args: argparse.Namespace, models: list[str]) -> int:
+    """``muai serve --ray``: the server's replicas behind Ray Serve's proxy until interrupted, then removed."""
+    from muai_core.serving import ray as on_ray
+
+    on_ray.require_ray()
+    _at_least("--replicas", args.replicas, 1)
+    replicas, cpus = args.replicas or 1, args.replica_cpus
+    if not cpus > 0:
+        raise ConfigurationError(f"--replica-cpus must be more than 0, got {cpus:g}", hint="e.g. --replica-cpus 0.5")
+    application = on_ray.deployment(args.config, replicas=replicas, api_key=args.api_key, preload=models, num_cpus=cpus)
+    import ray
+    from ray import serve
+
+    ray.init()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # after ray.init, which sets its own handler
+    try:
+        total = ray.cluster_resources().get("CPU", 0)
+        if replicas * cpus > total:  # Ray would wait for CPUs that never come
+            raise ConfigurationError(
+                f"--replicas {replicas} with --replica-cpus {cpus:g} need {replicas * cpus:g} CPUs; the Ray cluster "
+                f"has {total:g}",
+                hint="fewer --replicas, a smaller --replica-cpus (e.g. 0.5), or more nodes in the cluster",
+            )
+        serve.start(http_options={"host": args.host, "port": args.port})
+        try:
+            serve.run(application, name=on_ray.APP_NAME, route_prefix="/")
+            _serving_at(args, args.api_key or os.environ.get(API_KEY_ENV) or None)
+            threading.Event().wait()
+        finally:
+            serve.delete(on_ray.APP_NAME)
+    finally:
+        ray.shutdown()
+    return 0
+
+
+def _serving_at(args: argparse.Namespace, api_key: str | None) -> None:
+    if api_key is None and args.host not in LOOPBACK:
         print(
             f"muai serve: warning: {args.host} is reachable from other machines and no API key is set", file=sys.stderr
         )
     print(f"muai serve: http://{args.host}:{args.port}/ (OpenAI API under /v1)", file=sys.stderr)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="debug" if args.debug else "info")
-    return 0
 
 
 def cmd_explain(args: argparse.Namespace) -> int:

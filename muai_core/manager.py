@@ -380,17 +380,26 @@ class ModelManager:
         def lease(helper: LoadedModel) -> None:  # called under the model's lock: no manager lock taken here
             held.append(self._leases.acquire(helper))
 
-        def adopt(replacement: LoadedModel) -> None:
-            held.append(self._leases.acquire(replacement))
-            with self._lock:
-                self._check_fits(replacement)
-                if model_name in self._cache:  # another request already replaced the failed model
-                    self._leases.retire(replacement)
-                else:
-                    self._cache.put(model_name, replacement, replacement.memory_bytes())
+        def replace(failed: LoadedModel, load: Any) -> LoadedModel:
+            """The model loaded in ``failed``'s place: by another request that failed with it, or loaded now."""
+            with self._loader(model_name):  # requests failing together reload once
+                with self._lock:
+                    cached = self._cache.peek(model_name)
+                    if cached is not None and cached is not failed:
+                        held.append(self._leases.acquire(cached))
+                        return cached
+                replacement = load()
+                held.append(self._leases.acquire(replacement))
+                with self._lock:
+                    self._check_fits(replacement)
+                    if model_name in self._cache:  # loaded meanwhile by a request that did not fail
+                        self._leases.retire(replacement)
+                    else:
+                        self._cache.put(model_name, replacement, replacement.memory_bytes())
+                return replacement
 
         try:
-            result = self._resolver.run(loaded, stage, operation, retire=retire, adopt=adopt, lease=lease)[0]
+            result = self._resolver.run(loaded, stage, operation, retire=retire, replace=replace, lease=lease)[0]
             if len(held) > 1:
                 with self._lock:
                     if self._cache.peek(model_name) is loaded:  # its size now counts its helpers

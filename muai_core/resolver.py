@@ -180,13 +180,14 @@ class Resolver:
         stage: str,
         operation: Callable[[LoadedModel], R],
         retire: Callable[[LoadedModel], None] | None = None,
-        adopt: Callable[[LoadedModel], None] | None = None,
+        replace: Callable[[LoadedModel, Callable[[], LoadedModel]], LoadedModel] | None = None,
         lease: Callable[[LoadedModel], None] | None = None,
     ) -> tuple[R, LoadedModel]:
         """Run ``operation``; on a backend failure, reload on the next backend and run it there.
 
-        The failed model goes to ``retire`` (default: unloaded at once), which may wait for other users; a
-        model loaded in its place goes to ``adopt`` before it runs. A failed reload raises, the failed model
+        The failed model goes to ``retire`` (default: unloaded at once), which may wait for other users; the
+        model to run on next comes from ``replace(failed, load)`` (default: ``load()``, the reload on the next
+        backend), which may hand out one already loaded in its place. A failed reload raises, the failed model
         retired all the same. A call the backend cannot serve (``UnsupportedRequest``) runs on a helper (see
         ``LoadedModel``) instead, handed to ``lease`` before it runs; the model stays where it is.
         """
@@ -205,10 +206,10 @@ class Resolver:
                 retire(loaded)
                 warning = self._fall_back(loaded.name, name, following, stage, exc)
                 failure = Attempt(name, stage, "failed", _reason(exc))
-                loaded = self.load(loaded.plan, start_after=name, history=(*loaded.attempts, failure))
+                plan, history = loaded.plan, (*loaded.attempts, failure)
+                load = lambda: self.load(plan, start_after=name, history=history)  # noqa: B023, E731
+                loaded = load() if replace is None else replace(loaded, load)
                 log.warning("%s", warning)
-                if adopt is not None:
-                    adopt(loaded)
 
     def _detour(
         self,

@@ -12,6 +12,7 @@ import yaml
 from muai_core import ModelManager, PerformanceMonitor
 from muai_core.config import parse_config
 from muai_core.errors import ConfigurationError, ResourceExhausted
+from muai_core.resolver import Resolver
 from muai_openvino.export.pipeline import export_model
 from muai_openvino.settings import check_settings
 from muai_pytorch.testing import build_tiny_model
@@ -76,7 +77,9 @@ def stats(ov_manager: ModelManager, name: str) -> dict:
     return ov_manager.get_model_info(name)["model_info"]["batching"]
 
 
-@pytest.mark.parametrize(("name", "precision"), [("gpt2", "FP32"), ("tiny-llama", "FP32"), ("tiny-llama", "INT8")])
+@pytest.mark.parametrize(
+    ("name", "precision"), [("gpt2", "FP32"), ("tiny-llama", "FP32"), ("tiny-llama", "FP16"), ("tiny-llama", "INT8")]
+)
 def test_concurrent_requests_share_batches_and_each_equals_its_run_alone(write_config, name, precision):
     # f32 arithmetic: a tiny random model's logits are so flat that bf16 rounding (the CPU's choice for INT8 where
     # it has bf16) changes its greedy choice, batched or not.
@@ -100,6 +103,10 @@ def test_concurrent_requests_share_batches_and_each_equals_its_run_alone(write_c
     assert figures["batches"] < sum(lengths), "every step ran alone"
     assert figures["running"] == figures["waiting"] == figures["kv_blocks_in_use"] == 0
     assert all(r.backend == "openvino" for r in results)
+    info = together.get_model_info(name)["model_info"]
+    assert info["attention"] == "paged"
+    if precision == "FP32":  # f32 end to end, KV cache included, on every CPU (genai's PagedAttention refuses
+        assert info["properties"]["KV_CACHE_PRECISION"] == "f32"  # an f32 cache where the CPU has bf16)
 
 
 def test_a_batch_of_prompts_runs_as_one_batch(write_config):
@@ -194,7 +201,7 @@ def test_a_request_longer_than_the_kv_cache_runs_on_pytorch_and_others_stay(long
     assert ov_manager.generate_result("long-llama", "Hello", max_new_tokens=4).backend == "openvino"
 
 
-def test_a_failure_with_sequences_in_flight_fails_each_over_and_resumes(write_config):
+def test_a_failure_with_sequences_in_flight_fails_each_over_and_resumes(write_config, monkeypatch):
     config = write_config()
     reference = manager(config, backend="pytorch")
     expected = [
@@ -217,6 +224,9 @@ def test_a_failure_with_sequences_in_flight_fails_each_over_and_resumes(write_co
             return real.infer(*args, **kwargs)
 
     handle.request = FailingOnce()
+    reloads = []
+    load = Resolver.load
+    monkeypatch.setattr(Resolver, "load", lambda self, *a, **k: reloads.append(k) or load(self, *a, **k))
     results = concurrently(
         len(PROMPTS),
         lambda i: ov_manager.generate_result("tiny-llama", PROMPTS[i], max_new_tokens=30, ignore_eos=True),
@@ -225,6 +235,7 @@ def test_a_failure_with_sequences_in_flight_fails_each_over_and_resumes(write_co
     assert {r.backend for r in results} >= {"pytorch"}
     events = ov_manager.performance_monitor.fallback_events()
     assert events and all("device was lost" in e.reason for e in events)
+    assert len(reloads) == 1, "requests that failed together loaded the fallback model more than once"
 
 
 def test_batching_settings_are_checked():
