@@ -21,6 +21,7 @@ from muai_core.bench.levels_report import CONCURRENCY
 from muai_core.bench.machine import cpu_description
 from muai_core.bench.runner import DEFAULT_PROMPT, BenchSettings, Target, run_bench
 from muai_core.config import load_config
+from muai_core.contracts import MAX_PROMPT_LOOKUP
 from muai_core.errors import BackendError, ConfigurationError, short_repr
 from muai_core.inventory import installed_models
 from muai_core.manager import ModelManager
@@ -66,6 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--top-k", type=int)
     generate.add_argument("--top-p", type=float)
     generate.add_argument("--seed", type=int)
+    generate.add_argument(
+        "--prompt-lookup", type=int, metavar="K",
+        help="propose up to K tokens at a time from the prompt, checked in one step (0: off; default: the config's)",
+    )  # fmt: skip
     generate.add_argument("--stream", action="store_true", help="print tokens as they come")
     generate.set_defaults(func=cmd_generate)
 
@@ -176,6 +181,7 @@ def generation_kwargs(args: argparse.Namespace) -> dict[str, object]:
     _at_least("--max-new-tokens", args.max_new_tokens, 1)
     _at_least("--top-k", args.top_k, 0)
     _at_least("--seed", args.seed, 0, maximum=2**32 - 1)
+    _at_least("--prompt-lookup", args.prompt_lookup, 0, maximum=MAX_PROMPT_LOOKUP)
     if args.temperature is not None and not 0 <= args.temperature < math.inf:
         raise ConfigurationError(
             f"--temperature must be a finite number >= 0, got {args.temperature}",
@@ -197,6 +203,7 @@ def generation_kwargs(args: argparse.Namespace) -> dict[str, object]:
         "top_k": args.top_k,
         "top_p": args.top_p,
         "seed": args.seed,
+        "prompt_lookup": args.prompt_lookup,
         "return_full_text": False,
     }
 
