@@ -9,6 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from muai_core import ModelManager, PerformanceMonitor
+from muai_core.contracts import GenerationRequest
+from muai_core.decoding import decode_loop
 
 WORDS = ("the", "cat", "sat", "on", "a", "mat", "and", "dog", "ran", "far", ".", ",")
 #: Text that restates itself, so that candidates exist; the models are random, so most are rejected.
@@ -55,28 +57,48 @@ def test_a_text_the_model_repeats_is_decoded_in_fewer_calls(ov_manager):
 
 
 def test_blocks_filed_in_the_prefix_cache_hold_only_kept_tokens(store, tmp_path):
-    """Speculation writes rejected candidates into blocks; a later prompt that shares the text must not reuse
-    them. The second prompt's answer with the prefix cache equals the answer without it."""
+    """Speculation writes rejected candidates into blocks, then writes the kept tokens over them. A prompt made of
+    what a block held before a rollback (seen through the engine's ``truncate``) must not find it in the prefix
+    cache: its answer equals the answer without the prefix cache. A prompt of kept tokens reuses the blocks."""
 
-    def make(prefix_cache: bool) -> ModelManager:
-        openvino = {
-            "inference_precision": "f32",
-            "prefix_cache": prefix_cache,
-            "cache_dir": str(store / "models" / "openvino"),
-        }
+    def batcher(prefix_cache: bool):
+        openvino = {"inference_precision": "f32", "prefix_cache": prefix_cache}
+        openvino["cache_dir"] = str(store / "models" / "openvino")
         path = tmp_path / f"cache-{prefix_cache}.yaml"
         path.write_text(yaml.safe_dump({"models_dir": str(store / "models"), "backend": {"openvino": openvino}}))
-        return ModelManager(backend="openvino", config_path=str(path), monitor=PerformanceMonitor())
+        manager = ModelManager(backend="openvino", config_path=str(path), monitor=PerformanceMonitor())
+        manager.load_model("tiny-llama")
+        return manager, manager._cache.get("tiny-llama").handle  # the engine's own sequences, fed token ids
 
-    warm, cold = make(True), make(False)
-    prompt = " ".join(WORDS)
-    first = warm.generate_result("gpt2", prompt, max_new_tokens=60, ignore_eos=True, prompt_lookup=6)
-    assert first.draft_tokens > first.accepted_tokens > 0, "some candidates must be accepted, some rejected"
-    follow = first.text + " and"
-    got = warm.generate_result("gpt2", follow, max_new_tokens=20, ignore_eos=True, prompt_lookup=4)
-    expected = cold.generate_result("gpt2", follow, max_new_tokens=16, ignore_eos=True)
-    assert got.token_ids == expected.token_ids
-    assert warm.get_model_info("gpt2")["model_info"]["batching"]["prefix_blocks_reused"] > 0
+    def decode(handle, ids: list[int], new: int, lookup: int):
+        request = GenerationRequest(prompt="x", max_new_tokens=new, ignore_eos=True, prompt_lookup=lookup)
+        with handle.batcher.sequence(len(ids) + new) as step:
+            return decode_loop(step, ids, request, handle.codec.decode)
+
+    (warm, handle), (_, cold) = batcher(True), batcher(False)
+    engine, block = handle.batcher.engine, handle.paged_cache.block_size
+    overwritten: list[list[int]] = []  # full blocks' worth of tokens a rollback wrote over
+    truncate = engine.truncate
+
+    def watched(sequence, length: int) -> None:
+        held = list(sequence.state.tokens)
+        if len(held) // block > length // block:
+            overwritten.append(held[: len(held) // block * block])
+        truncate(sequence, length)
+
+    engine.truncate = watched
+    for count in range(3, len(WORDS) + 1):
+        prompt = handle.codec.encode(" ".join(WORDS[:count]))
+        first = decode(handle, prompt, 80, 8)
+        if overwritten:
+            break
+    assert overwritten, "no rollback wrote over a full block: the test needs one"
+    stale = [*overwritten[0], 5]  # one more token: the prompt's last block can come from the cache
+    assert decode(handle, stale, 12, 0).token_ids == decode(cold, stale, 12, 0).token_ids
+    follow = prompt + list(first.token_ids[:-2])
+    assert decode(handle, follow, 12, 0).token_ids == decode(cold, follow, 12, 0).token_ids
+    figures = warm.get_model_info("tiny-llama")["model_info"]["batching"]
+    assert figures["prefix_blocks_reused"] * block >= len(follow) - 2 * block
 
 
 def test_the_stateful_graph_decodes_token_by_token(store, tmp_path):
