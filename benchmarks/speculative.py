@@ -169,7 +169,33 @@ def main() -> int:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))
+    if find_spec("matplotlib"):
+        plot(report, Path(args.out).with_suffix(".png"), f"{args.model}, {args.new_tokens} new tokens, greedy")
     return 0
+
+
+def plot(report: dict, path: Path, title: str) -> None:
+    """Decode tok/s, plain against prompt lookup, per prompt set and precision."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = {key: row for key, row in report.items() if "plain_tps" in row}
+    places = range(len(rows))
+    figure, axis = plt.subplots(figsize=(8, 4.5))
+    axis.bar([x - 0.2 for x in places], [r["plain_tps"] for r in rows.values()], 0.4, label="plain greedy")
+    bars = axis.bar([x + 0.2 for x in places], [r["lookup_tps"] for r in rows.values()], 0.4, label="prompt lookup")
+    for bar, row in zip(bars, rows.values(), strict=True):
+        axis.annotate(row["speedup"].split()[0], (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                      ha="center", va="bottom", xytext=(0, 3), textcoords="offset points")  # fmt: skip
+    axis.set_xticks(list(places), list(rows))
+    axis.set_ylabel("decode tokens/s (median of rounds)")
+    axis.set_title(f"{title}\n{report['machine']['cpu']}")
+    axis.margins(y=0.2)
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
 
 
 def _flat(rows: dict):
