@@ -275,8 +275,12 @@ class StepBatcher:
             take = max(take, 1)
             last = take == len(sequence._pending)
             if sequence._rolled_back:
-                self.engine.truncate(sequence, sequence._position)
                 sequence._rolled_back = False
+                try:
+                    self.engine.truncate(sequence, sequence._position)
+                except Exception as exc:  # that sequence's error, raised in its own thread
+                    sequence._pending, sequence._error = None, _batch_error(exc)
+                    continue
             chunks.append(Chunk(sequence, sequence._pending[:take], sequence._position, last, sequence._every))
             budget -= take
         return chunks

@@ -218,3 +218,31 @@ def test_a_models_prompt_lookup_default_is_checked_and_kept_apart_from_its_paths
     for bad in (-1, 65, "8", True):
         with pytest.raises(ConfigurationError, match=r"models\.m\.prompt_lookup"):
             parse_config({"models": {"m": {"prompt_lookup": bad}}})
+
+
+def test_a_failed_rollback_fails_its_own_sequence_only():
+    from muai_core.errors import PartialGeneration
+
+    class FailingRollback(VerifyingEngine):
+        def truncate(self, sequence, length: int) -> None:
+            raise RuntimeError("injected rollback fault")
+
+    batcher = StepBatcher(FailingRollback())
+    prompt = [9, 7, 5, 2, 3, 0, 0, 0, 1, 8, 7, 10, 5, 6, 10, 8]  # some of its candidates are rejected
+    results: dict = {}
+
+    def work(lookup: int) -> None:
+        request = GenerationRequest(prompt="x", max_new_tokens=60, ignore_eos=True, prompt_lookup=lookup)
+        with batcher.sequence(len(prompt) + 60) as step:
+            try:
+                results[lookup] = decode_loop(step, prompt, request, str, eos_ids=(11,))
+            except PartialGeneration as exc:
+                results[lookup] = exc
+
+    threads = [threading.Thread(target=work, args=(lookup,)) for lookup in (0, 8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert isinstance(results[8], PartialGeneration) and "injected rollback fault" in str(results[8])
+    assert results[0].token_ids == run(ToyEngine(), prompt, max_new_tokens=60, ignore_eos=True).token_ids
