@@ -108,7 +108,8 @@ def test_prompt_lookup_takes_fewer_steps_and_reports_what_it_accepted():
     fast = run(engine, prompt, max_new_tokens=40, ignore_eos=True, prompt_lookup=6)
     assert fast.token_ids == plain.token_ids and len(fast.token_ids) == 40
     assert fast.verify_calls > 0 and fast.accepted_tokens > fast.verify_calls  # more than one token a call
-    assert engine.batches < plain_engine.batches * 0.6
+    assert engine.batches == plain_engine.batches - fast.accepted_tokens
+    assert engine.batches < plain_engine.batches * 0.75  # a wider step costs the toy nothing: many are accepted
 
 
 def test_an_engine_without_truncate_decodes_token_by_token():

@@ -52,8 +52,8 @@ def test_a_text_the_model_repeats_is_decoded_in_fewer_calls(ov_manager):
     fast = ov_manager.generate_result(name, prompt, max_new_tokens=30, ignore_eos=True, prompt_lookup=8)
     after = _batches(ov_manager, name)
     assert fast.token_ids == plain.token_ids
-    assert fast.verify_calls > 0 and fast.accepted_tokens >= 2 * fast.verify_calls
-    assert after - middle < (middle - before) * 0.8
+    assert fast.verify_calls > 0 and fast.accepted_tokens > 0
+    assert after - middle == (middle - before) - fast.accepted_tokens  # each accepted token saved an infer call
 
 
 def test_blocks_filed_in_the_prefix_cache_hold_only_kept_tokens(store, tmp_path):
