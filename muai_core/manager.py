@@ -291,6 +291,8 @@ class ModelManager:
     def _generate(self, model_name: str, request: GenerationRequest) -> GenerationResult:
         """Run one checked request; a backend failing mid-generation hands its tokens to the next, which
         resumes from them when it tokenises the same way. Streamed text is never repeated."""
+        if request.prompt_lookup is None:
+            request = replace(request, prompt_lookup=self._config.prompt_lookup.get(model_name, 0))
         streamer = None if request.streamer is None else _CallersStreamer(request.streamer)
         if streamer is not None:
             request = replace(request, streamer=streamer)
@@ -317,6 +319,7 @@ class ModelManager:
             self._monitor.record_inference(
                 loaded.backend_name, model_name, time.perf_counter() - started, tokens, ttft=result.ttft_s,
                 queue_wait=result.queue_wait_s, token_latencies=result.token_latencies_s,
+                speculation=(result.verify_calls, result.draft_tokens, result.accepted_tokens),
             )  # fmt: skip
             return replace(result, backend=loaded.backend_name)
 
