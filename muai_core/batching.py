@@ -8,6 +8,10 @@ goes on until its own step is done), so one sequence alone runs its steps in its
 A sequence joins between steps: its prompt (cut into chunks of at most ``max_batch_tokens``) runs in the
 same call as the other sequences' decode tokens. The engine decides whether a sequence fits (``admit``);
 one that does not waits in a bounded queue, in order of arrival.
+
+An engine that also has ``truncate`` can verify speculative tokens: ``BatchedSequence.verify`` feeds several
+tokens and gets the logits after each of them, and ``BatchedSequence.truncate`` rolls the sequence back to an
+earlier length (the rejected tokens are fed again over, or masked).
 """
 
 from __future__ import annotations
@@ -58,9 +62,30 @@ class BatchedSequence:
         self._in_flight = False
         self._late = False  # missed the last gather: nobody waits for it
         self._queued_at = 0.0
+        self._every = False  # the logits of every token fed are wanted
+        self._rows: list[np.ndarray] = []  # those of the chunks fed so far
+        self._rolled_back = False  # the engine has not been told of a truncate yet
 
     def __call__(self, ids: np.ndarray) -> np.ndarray:
         return self._batcher._step(self, np.asarray(ids, dtype=np.int64).reshape(-1))
+
+    @property
+    def can_verify(self) -> bool:
+        """Whether the engine can verify several tokens at once and roll back (``verify``, ``truncate``)."""
+        return callable(getattr(self._batcher.engine, "truncate", None))
+
+    @property
+    def length(self) -> int:
+        """Tokens fed so far (the position the next token takes)."""
+        return self._position
+
+    def verify(self, ids: np.ndarray) -> np.ndarray:
+        """Feed ``ids`` ([1, n]) and return the logits after each of them, [n, vocab] (needs ``can_verify``)."""
+        return self._batcher._step(self, np.asarray(ids, dtype=np.int64).reshape(-1), every=True)
+
+    def truncate(self, length: int) -> None:
+        """Forget the tokens fed after the first ``length``: the next feed continues at ``length``."""
+        self._batcher._truncate(self, length)
 
     @property
     def cancelled(self) -> bool:
@@ -79,12 +104,18 @@ class BatchedSequence:
 
 @dataclass(frozen=True)
 class Chunk:
-    """One sequence's part of a batch: ``tokens`` at positions ``start``...; ``last``: logits wanted after it."""
+    """One sequence's part of a batch: ``tokens`` at positions ``start``...; ``last``: logits wanted after it;
+    ``every``: the logits after each of its tokens are wanted (a verify step; only for engines with ``truncate``)."""
 
     sequence: BatchedSequence
     tokens: np.ndarray
     start: int
     last: bool
+    every: bool = False
+
+    @property
+    def wants_logits(self) -> bool:
+        return self.last or self.every
 
 
 class BatchEngine(Protocol):
@@ -97,10 +128,15 @@ class BatchEngine(Protocol):
         """
 
     def run(self, chunks: list[Chunk]) -> Sequence[np.ndarray]:
-        """Feed every chunk in one batch; the logits after each chunk whose ``last`` is set, in order."""
+        """Feed every chunk in one batch; for each chunk that ``wants_logits``, in order: the logits after its
+        last token ([vocab]), or with ``every`` set, after each of its tokens ([len(tokens), vocab])."""
 
     def release(self, sequence: BatchedSequence) -> None:
         """Free what ``admit`` reserved; called once, when the sequence ends for any reason."""
+
+    # Optional: ``truncate(sequence, length)``: the sequence's tokens past ``length`` are gone; its next chunk
+    # starts at ``length``. Called between batches, before the sequence's next chunk. An engine with it must
+    # honour ``Chunk.every``; one without it runs every generation token by token.
 
 
 class StepBatcher:
@@ -120,6 +156,8 @@ class StepBatcher:
         self._numbers = itertools.count()
         self._waiting: deque[BatchedSequence] = deque()
         self._active: list[BatchedSequence] = []
+        self._running = False  # an engine call is under way (without the lock)
+        self._released: list[BatchedSequence] = []  # released while it ran: handed to the engine after it
         self.peak_running = 0
         self.batches = 0
 
@@ -141,17 +179,20 @@ class StepBatcher:
                 "batches": self.batches,
             }
 
-    def _step(self, sequence: BatchedSequence, tokens: np.ndarray) -> np.ndarray:
+    def _truncate(self, sequence: BatchedSequence, length: int) -> None:
+        with self._cond:
+            if sequence._in_flight or sequence._pending is not None or not 0 < length <= sequence._position:
+                raise ValueError(f"cannot roll a sequence of {sequence._position} tokens back to {length}")
+            if length < sequence._position:
+                sequence._position, sequence._rolled_back = length, True
+
+    def _step(self, sequence: BatchedSequence, tokens: np.ndarray, every: bool = False) -> np.ndarray:
         with self._cond:
             if not sequence._admitted and sequence not in self._waiting:
-                if len(self._waiting) >= self.max_waiting:
-                    raise ResourceExhausted(
-                        f"{len(self._waiting)} requests are already waiting for this model",
-                        hint="retry later, or raise the backend's max_waiting",
-                    )
                 sequence._queued_at = time.perf_counter()
                 self._waiting.append(sequence)
             sequence._pending, sequence._result, sequence._late = tokens, None, False
+            sequence._every, sequence._rows = every, []
             self._cond.notify_all()
             while not sequence._done():
                 if sequence.cancelled and not sequence._in_flight:
@@ -179,21 +220,29 @@ class StepBatcher:
                 continue
             for chunk in chunks:
                 chunk.sequence._in_flight = True
+            self._running, rows, error = True, [], InferenceError("the batched step was interrupted")
             self._cond.release()
             try:
-                rows, error = self.engine.run(chunks), None
+                rows = list(self.engine.run(chunks))
+                if len(rows) != sum(chunk.last for chunk in chunks):
+                    raise InferenceError(f"the engine returned {len(rows)} rows of logits for this batch's chunks")
+                error = None
             except Exception as exc:
-                rows, error = [], exc
-            finally:
+                error = exc
+            finally:  # whatever happened, the chunks are settled and the lock held again
                 self._cond.acquire()
-            self._settle(chunks, rows, error)
-            self._cond.notify_all()
+                self._running = False
+                for sequence in self._released:
+                    self.engine.release(sequence)
+                self._released.clear()
+                self._settle(chunks, rows, error)
+                self._cond.notify_all()
 
     def _gather(self) -> None:
         """Wait (briefly) for the sequences that got logits last time to bring their next token."""
         deadline = time.perf_counter() + GATHER_S
         while True:
-            missing = [s for s in self._active if s._pending is None and s._result is None and not s._late]
+            missing = [s for s in self._active if s._pending is None and not s._late]
             left = deadline - time.perf_counter()
             if not missing or left <= 0:
                 for sequence in missing:
@@ -202,14 +251,16 @@ class StepBatcher:
             self._cond.wait(left)
 
     def _admit(self) -> None:
+        """Admit waiting sequences in order while they fit; past ``max_waiting`` the last to come are refused."""
         while self._waiting and len(self._active) < self.max_batch_tokens:
             sequence = self._waiting[0]
             try:
                 if not self.engine.admit(sequence, sequence._pending):
-                    return
+                    break
             except Exception as exc:
                 self._waiting.popleft()
                 sequence._error = exc
+                self._cond.notify_all()
                 continue
             self._waiting.popleft()
             sequence._admitted = True
@@ -218,6 +269,13 @@ class StepBatcher:
             sequence._pending = sequence._pending[sequence.cached :]
             self._active.append(sequence)
             self.peak_running = max(self.peak_running, len(self._active))
+        while len(self._waiting) > self.max_waiting:
+            refused = self._waiting.pop()
+            refused._error = ResourceExhausted(
+                f"the model has no room for this request now: {self.max_waiting} requests already wait for it",
+                hint="retry later, or raise the backend's max_waiting (e.g. backend.openvino.max_waiting)",
+            )
+            self._cond.notify_all()
 
     def _chunks(self) -> list[Chunk]:
         """Decode tokens first, then prompts (cut to the budget that is left)."""
@@ -230,7 +288,14 @@ class StepBatcher:
                 break
             take = max(take, 1)
             last = take == len(sequence._pending)
-            chunks.append(Chunk(sequence, sequence._pending[:take], sequence._position, last))
+            if sequence._rolled_back:
+                sequence._rolled_back = False
+                try:
+                    self.engine.truncate(sequence, sequence._position)
+                except Exception as exc:  # that sequence's error, raised in its own thread
+                    sequence._pending, sequence._error = None, _batch_error(exc)
+                    continue
+            chunks.append(Chunk(sequence, sequence._pending[:take], sequence._position, last, sequence._every))
             budget -= take
         return chunks
 
@@ -244,10 +309,15 @@ class StepBatcher:
                 sequence._error = _batch_error(error)
                 continue
             sequence._position += len(chunk.tokens)
-            if chunk.last:
-                sequence._pending, sequence._result = None, np.array(next(wanted), dtype=np.float32)
-            else:
+            if chunk.every:
+                sequence._rows.append(np.asarray(next(wanted), dtype=np.float32).reshape(len(chunk.tokens), -1))
+            if not chunk.last:
                 sequence._pending = sequence._pending[len(chunk.tokens) :]
+            elif chunk.every:
+                sequence._pending, sequence._result = None, np.concatenate(sequence._rows)
+                sequence._rows = []
+            else:
+                sequence._pending, sequence._result = None, np.array(next(wanted), dtype=np.float32)
 
     def _forget(self, sequence: BatchedSequence) -> None:
         """Take ``sequence`` out of the queue and the batch and free its room (lock held, not in flight)."""
@@ -255,7 +325,10 @@ class StepBatcher:
             self._waiting.remove(sequence)
         if sequence in self._active:
             self._active.remove(sequence)
-            self.engine.release(sequence)
+            if self._running:  # the engine's bookkeeping is in use: release after its call
+                self._released.append(sequence)
+            else:
+                self.engine.release(sequence)
         sequence._pending = None
         self._cond.notify_all()
 

@@ -21,6 +21,7 @@ from muai_core.bench.levels_report import CONCURRENCY
 from muai_core.bench.machine import cpu_description
 from muai_core.bench.runner import DEFAULT_PROMPT, BenchSettings, Target, run_bench
 from muai_core.config import load_config
+from muai_core.contracts import MAX_PROMPT_LOOKUP
 from muai_core.errors import BackendError, ConfigurationError, short_repr
 from muai_core.inventory import installed_models
 from muai_core.manager import ModelManager
@@ -66,6 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--top-k", type=int)
     generate.add_argument("--top-p", type=float)
     generate.add_argument("--seed", type=int)
+    generate.add_argument(
+        "--prompt-lookup", type=int, metavar="K",
+        help="propose up to K tokens at a time from the prompt, checked in one step (0: off; default: the config's)",
+    )  # fmt: skip
     generate.add_argument("--stream", action="store_true", help="print tokens as they come")
     generate.set_defaults(func=cmd_generate)
 
@@ -95,6 +100,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--new-tokens", type=int, default=128)
     bench.add_argument("--prompt", default=DEFAULT_PROMPT)
     bench.add_argument("--device", default="cpu")
+    bench.add_argument(
+        "--prompt-lookup", type=int, default=0, metavar="K",
+        help="prompt-lookup decoding: propose up to K tokens from the prompt at a time (0: plain decoding)",
+    )  # fmt: skip
     bench.add_argument("--out", default="bench-results", help="folder for bench.json, bench.md and bench.png")
     bench.set_defaults(func=cmd_bench)
 
@@ -172,6 +181,7 @@ def generation_kwargs(args: argparse.Namespace) -> dict[str, object]:
     _at_least("--max-new-tokens", args.max_new_tokens, 1)
     _at_least("--top-k", args.top_k, 0)
     _at_least("--seed", args.seed, 0, maximum=2**32 - 1)
+    _at_least("--prompt-lookup", args.prompt_lookup, 0, maximum=MAX_PROMPT_LOOKUP)
     if args.temperature is not None and not 0 <= args.temperature < math.inf:
         raise ConfigurationError(
             f"--temperature must be a finite number >= 0, got {args.temperature}",
@@ -193,6 +203,7 @@ def generation_kwargs(args: argparse.Namespace) -> dict[str, object]:
         "top_k": args.top_k,
         "top_p": args.top_p,
         "seed": args.seed,
+        "prompt_lookup": args.prompt_lookup,
         "return_full_text": False,
     }
 
@@ -291,13 +302,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
     _at_least("--runs", args.runs, 1)
     _at_least("--new-tokens", args.new_tokens, 1)
     _at_least("--warmup", args.warmup, 0)
+    _at_least("--prompt-lookup", args.prompt_lookup, 0)
     targets = bench_targets(args.backends)
     levels = () if args.concurrency is None else concurrency_levels(args.concurrency)
     out = Path(args.out)
     check_writable_folder(out, "--out")
     settings = BenchSettings(
-        args.model, targets, args.prompt, args.new_tokens, args.runs, args.warmup, args.device, args.config, levels
-    )
+        args.model, targets, args.prompt, args.new_tokens, args.runs, args.warmup, args.device, args.config, levels,
+        args.prompt_lookup,
+    )  # fmt: skip
     progress = Progress("muai bench")
     cpu = cpu_description()
     meta = {"model": args.model, "new_tokens": args.new_tokens, "runs": args.runs, "warmup": args.warmup, "cpu": cpu}

@@ -55,6 +55,8 @@ class MuaiConfig:
     source: str | None = None
     #: The ``serve:`` section, checked by ``muai_core.serving.settings`` when a server starts.
     serve: Mapping[str, Any] = field(default_factory=dict)
+    #: ``models.<name>.prompt_lookup``: the model's default for the generation argument of that name.
+    prompt_lookup: Mapping[str, int] = field(default_factory=dict)
 
     def backend_settings(self, backend: str) -> Mapping[str, Any]:
         return self.backends.get(backend, MappingProxyType({}))
@@ -173,15 +175,17 @@ def parse_config(data: Any, *, source: str | None = None) -> MuaiConfig:
         key = f"model_overrides.{model}"
         overrides[str(model)] = (_name(choice, key, where),) if isinstance(choice, str) else _names(choice, key, where)
 
-    models = {}
+    models, lookups = {}, {}
     for model, entry in _mapping(root.get("models", {}), "models", where).items():
         key = f"models.{model}"
         entry = _mapping(entry, key, where)
+        if "prompt_lookup" in entry:
+            lookups[str(model)] = _prompt_lookup(entry.pop("prompt_lookup"), f"{key}.prompt_lookup{where}")
         for path_key, value in entry.items():
             if not str(path_key).endswith("_path") or not isinstance(value, str) or not value:
                 raise ConfigurationError(
                     f"{key}.{path_key}{where} must be a '<backend>_path: directory' entry, got {short_repr(value)}",
-                    hint="e.g. pytorch_path: models/gpt2 and openvino_path: models/openvino/gpt2",
+                    hint="e.g. pytorch_path: models/gpt2 and openvino_path: models/openvino/gpt2, or prompt_lookup: 8",
                 )
         models[str(model)] = MappingProxyType(dict(entry))
 
@@ -199,10 +203,22 @@ def parse_config(data: Any, *, source: str | None = None) -> MuaiConfig:
         backends=MappingProxyType(sections),
         model_overrides=MappingProxyType(overrides),
         models=MappingProxyType(models),
+        prompt_lookup=MappingProxyType(lookups),
         models_dir=models_dir,
         source=source,
         serve=MappingProxyType(_mapping(root.get("serve", {}), "serve", where)),
     )
+
+
+def _prompt_lookup(value: Any, key: str) -> int:
+    from muai_core.contracts import MAX_PROMPT_LOOKUP
+
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_PROMPT_LOOKUP:
+        raise ConfigurationError(
+            f"{key} must be an int from 0 to {MAX_PROMPT_LOOKUP}, got {short_repr(value)}",
+            hint="e.g. prompt_lookup: 8 (tokens proposed at a time from the prompt); 0 turns it off",
+        )
+    return value
 
 
 def _unknown_backend_key(name: str, value: Any, where: str) -> ConfigurationError:

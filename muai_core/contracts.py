@@ -70,6 +70,8 @@ _INTERNAL_FIELDS = ("resume_ids", "cancel")
 
 #: Below this, logits divided by the temperature overflow float32 (inf) on some backends; it is near-greedy anyway.
 MIN_TEMPERATURE = 1e-3
+#: The most tokens ``prompt_lookup`` may propose at a time.
+MAX_PROMPT_LOOKUP = 64
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,12 @@ class GenerationRequest:
     with ``"stop"``. ``min_new_tokens`` bans EOS and ``stop_token_ids`` until that many tokens are out.
     ``repetition_penalty`` (transformers' semantics) divides the positive logits of every token already in
     the prompt or the output by it, and multiplies the negative ones; 1.0 changes nothing.
+    ``prompt_lookup`` (prompt-lookup decoding) proposes up to that many tokens at a time from the prompt and the
+    text so far (what followed the latest earlier occurrence of the last few tokens) and checks them in one
+    forward pass: the same tokens (greedy) or the same distribution (sampling), in fewer steps where the
+    answer repeats its input (summaries, edits, extraction). 0 turns it off; None (not given) takes the
+    model's ``models.<name>.prompt_lookup`` from the config, else 0. Backends that cannot verify several tokens
+    at once ignore it.
     ``cancel`` (set by the manager, never by callers) ends generation at the next token once it is set: a
     stream left early or a cancelled ``agenerate`` (``TextStream`` checks it on every token).
     ``resume_ids`` (set by the manager, never by callers) are new tokens another backend already produced:
@@ -110,6 +118,7 @@ class GenerationRequest:
     stop_token_ids: tuple[int, ...] = ()
     min_new_tokens: int = 0
     repetition_penalty: float = 1.0
+    prompt_lookup: int | None = None
     streamer: Streamer | None = None
     resume_ids: tuple[int, ...] = ()
     messages: tuple[Mapping[str, str], ...] | None = None
@@ -206,6 +215,8 @@ class GenerationRequest:
                 f"min_new_tokens={self.min_new_tokens} is more than max_new_tokens={self.max_new_tokens}",
                 hint=f"pass min_new_tokens={self.max_new_tokens} or less",
             )
+        if self.prompt_lookup is not None:
+            _check_int("prompt_lookup", self.prompt_lookup, minimum=0, maximum=MAX_PROMPT_LOOKUP)
         penalty = self.repetition_penalty
         if not _is_real(penalty) or not 0 < penalty < math.inf:
             raise InvalidInputError(
@@ -276,6 +287,10 @@ class GenerationResult:
     backend: str = ""  # the backend that generated it; filled in by ModelManager
     #: Part of ``ttft_s`` spent waiting for a place in the model's batch (0.0 where a backend does not queue).
     queue_wait_s: float = 0.0
+    #: Speculative decoding (``prompt_lookup``): steps that checked proposed tokens, tokens proposed, and accepted.
+    verify_calls: int = 0
+    draft_tokens: int = 0
+    accepted_tokens: int = 0
 
     @property
     def new_tokens(self) -> int:

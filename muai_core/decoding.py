@@ -7,6 +7,7 @@ import itertools
 import logging
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -22,6 +23,7 @@ from muai_core.errors import (
     UnsupportedRequest,
 )
 from muai_core.sampling import Penalty, next_token
+from muai_core.speculative import SpeculationStats, can_verify, speculative_tokens
 from muai_core.text import TextStream
 
 log = logging.getLogger(__name__)
@@ -46,13 +48,23 @@ def decode_loop(
 
     Samples each token itself (``ignore_eos``, ``min_new_tokens`` and ``repetition_penalty`` included); the
     rest is ``token_loop``'s: a resumed request continues after its ``resume_ids``, and a failing step, or
-    non-finite logits, raises ``PartialGeneration`` holding the tokens produced so far.
+    non-finite logits, raises ``PartialGeneration`` holding the tokens produced so far. With
+    ``request.prompt_lookup`` and a step that can verify several tokens at once (``muai_core.speculative``),
+    it proposes tokens from the prompt and checks them in one step: the same tokens, fewer steps.
     """
 
+    stats = SpeculationStats()
+    speculate = bool(request.prompt_lookup) and can_verify(step)
+
     def engine(ids: list[int], budget: int) -> Iterator[int]:
+        if speculate:
+            return speculative_tokens(step, ids, len(prompt_ids), request, eos_ids, budget, stats)
         return _sampled_tokens(step, ids, len(prompt_ids), request, eos_ids)
 
-    return token_loop(engine, prompt_ids, request, decode, eos_ids=eos_ids, context_length=context_length)
+    result = token_loop(engine, prompt_ids, request, decode, eos_ids=eos_ids, context_length=context_length)
+    if not stats.verify_calls:
+        return result
+    return replace(result, verify_calls=stats.verify_calls, draft_tokens=stats.proposed, accepted_tokens=stats.accepted)
 
 
 def token_loop(

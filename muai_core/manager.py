@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import copy
 import os
 import threading
 import time
@@ -25,6 +26,8 @@ from muai_core.streaming import AsyncStream, Stream, call_in_thread
 
 #: Prompts of one batch that run at once at most.
 BATCH_THREADS = 32
+#: Failed models whose replacement the manager remembers (requests that failed together find it there).
+REMEMBERED_FAILURES = 8
 
 BackendChoice = str | Sequence[str] | None
 #: One prompt, or a batch of them (a list).
@@ -80,6 +83,7 @@ class ModelManager:
         )
         self._lock = threading.RLock()
         self._loading: dict[str, threading.Lock] = {}
+        self._replaced: dict[int, tuple[Any, Any]] = {}  # id(failed) -> (weak ref to it, its replacement)
         self._choices: dict[str, tuple[str, BackendChoice]] = {}  # the model_type and backend of each load_model
         _LIVE_MANAGERS.add(self)
 
@@ -287,6 +291,8 @@ class ModelManager:
     def _generate(self, model_name: str, request: GenerationRequest) -> GenerationResult:
         """Run one checked request; a backend failing mid-generation hands its tokens to the next, which
         resumes from them when it tokenises the same way. Streamed text is never repeated."""
+        if request.prompt_lookup is None:
+            request = replace(request, prompt_lookup=self._config.prompt_lookup.get(model_name, 0))
         streamer = None if request.streamer is None else _CallersStreamer(request.streamer)
         if streamer is not None:
             request = replace(request, streamer=streamer)
@@ -313,6 +319,7 @@ class ModelManager:
             self._monitor.record_inference(
                 loaded.backend_name, model_name, time.perf_counter() - started, tokens, ttft=result.ttft_s,
                 queue_wait=result.queue_wait_s, token_latencies=result.token_latencies_s,
+                speculation=(result.verify_calls, result.draft_tokens, result.accepted_tokens),
             )  # fmt: skip
             return replace(result, backend=loaded.backend_name)
 
@@ -378,21 +385,28 @@ class ModelManager:
             held.append(self._leases.acquire(helper))
 
         def replace(failed: LoadedModel, load: Any) -> LoadedModel:
-            """The model loaded in ``failed``'s place: by another request that failed with it, or loaded now."""
-            with self._loader(model_name):  # requests failing together reload once
+            """The model loaded in ``failed``'s place, once for all the requests that failed with it."""
+            with self._loader(model_name):
+                earlier = self._replacement(failed)
+                if isinstance(earlier, BaseException):  # the reload failed for an earlier request: the same here
+                    raise copy.copy(earlier)
                 with self._lock:
-                    cached = self._cache.peek(model_name)
-                    if cached is not None and cached is not failed:
-                        held.append(self._leases.acquire(cached))
-                        return cached
-                replacement = load()
-                held.append(self._leases.acquire(replacement))
-                with self._lock:
-                    self._check_fits(replacement)
-                    if model_name in self._cache:  # loaded meanwhile by a request that did not fail
-                        self._leases.retire(replacement)
-                    else:
-                        self._cache.put(model_name, replacement, replacement.memory_bytes())
+                    if earlier is not None and self._cache.peek(model_name) is earlier:
+                        held.append(self._leases.acquire(earlier))
+                        return earlier
+                try:
+                    replacement = load()
+                    held.append(self._leases.acquire(replacement))
+                    with self._lock:
+                        self._check_fits(replacement)
+                        if model_name in self._cache:  # loaded meanwhile by a request that did not fail
+                            self._leases.retire(replacement)
+                        else:
+                            self._cache.put(model_name, replacement, replacement.memory_bytes())
+                except Exception as exc:
+                    self._remember(failed, exc)
+                    raise
+                self._remember(failed, replacement)
                 return replacement
 
         try:
@@ -408,6 +422,27 @@ class ModelManager:
             for item in held:
                 self._leases.release(item)
         raise error
+
+    def _remember(self, failed: LoadedModel, outcome: LoadedModel | BaseException) -> None:
+        """What replaced ``failed`` (a model, or the error of loading one), for the requests that failed with it.
+
+        Weak references only, and the error without its traceback: nothing here keeps a model alive.
+        """
+        if isinstance(outcome, BaseException):
+            outcome = copy.copy(outcome)
+            outcome.__traceback__ = outcome.__cause__ = outcome.__context__ = None
+            remembered: Any = lambda: outcome  # noqa: E731
+        else:
+            remembered = weakref.ref(outcome)
+        with self._lock:
+            self._replaced[id(failed)] = (weakref.ref(failed), remembered)
+            while len(self._replaced) > REMEMBERED_FAILURES:
+                self._replaced.pop(next(iter(self._replaced)))
+
+    def _replacement(self, failed: LoadedModel) -> LoadedModel | BaseException | None:
+        with self._lock:
+            failed_ref, outcome = self._replaced.get(id(failed), (lambda: None, lambda: None))
+            return outcome() if failed_ref() is failed else None
 
     def _first_choice(self, model_name: str, override: BackendChoice) -> tuple[str, ...]:
         if override is None:

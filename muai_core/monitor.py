@@ -37,6 +37,10 @@ class InferenceMetrics:
     queue_wait_ms: float | None = None
     #: When it ended, in seconds on the monitor's clock (``time.perf_counter`` unless given another).
     ended_s: float = 0.0
+    #: Speculative decoding: steps that checked proposed tokens, tokens proposed, and tokens accepted.
+    verify_calls: int = 0
+    draft_tokens: int = 0
+    accepted_tokens: int = 0
     timestamp: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
 
 
@@ -93,9 +97,10 @@ class PerformanceMonitor:
         ttft: float | None = None,
         queue_wait: float | None = None,
         token_latencies: tuple[float, ...] = (),
+        speculation: tuple[int, int, int] = (0, 0, 0),
     ) -> InferenceMetrics:
         """Record one inference that ends now; ``latency``, ``ttft``, ``queue_wait`` and ``token_latencies``
-        (between consecutive new tokens) in seconds."""
+        (between consecutive new tokens) in seconds; ``speculation``: verify calls, tokens proposed, accepted."""
         metrics = InferenceMetrics(
             backend=backend,
             model_name=model_name,
@@ -106,6 +111,9 @@ class PerformanceMonitor:
             ttft_ms=None if ttft is None else ttft * 1000.0,
             queue_wait_ms=None if queue_wait is None else queue_wait * 1000.0,
             ended_s=self._clock(),
+            verify_calls=speculation[0],
+            draft_tokens=speculation[1],
+            accepted_tokens=speculation[2],
         )
         with self._lock:
             self._inferences[(backend, model_name)].append(metrics)
@@ -184,6 +192,7 @@ class PerformanceMonitor:
             "total_tokens": sum(m.tokens_generated for m in samples),
             "sample_count": len(samples),
             "avg_load_time": sum(loads) / len(loads) if loads else None,
+            **speculation_stats(samples),
             **concurrency,
         }
 
@@ -250,6 +259,18 @@ class PerformanceMonitor:
             self._loads.clear()
             self._fallbacks.clear()
             self._detours.clear()
+
+
+def speculation_stats(samples: list[InferenceMetrics]) -> dict[str, float | None]:
+    """Speculative decoding over ``samples``: the share of proposed tokens accepted, and the tokens each verify
+    call produced (the accepted ones and the one it adds); None without any verify call."""
+    calls = sum(m.verify_calls for m in samples)
+    proposed = sum(m.draft_tokens for m in samples)
+    accepted = sum(m.accepted_tokens for m in samples)
+    return {
+        "acceptance_rate": accepted / proposed if proposed else None,
+        "tokens_per_verify": (accepted + calls) / calls if calls else None,
+    }
 
 
 def percentile(sorted_values: list[float], q: float) -> float:

@@ -19,6 +19,12 @@ def next_token(logits: Any, request: GenerationRequest, rng: np.random.Generator
         scores = np.array(logits)
         scores[list(banned)] = -np.inf
         return int(np.argmax(scores))
+    probs = distribution(logits, request, banned)
+    return int(rng.choice(probs.size, p=probs))
+
+
+def distribution(logits: Any, request: GenerationRequest, banned: Sequence[int] = ()) -> np.ndarray:
+    """The probabilities ``next_token`` draws from when sampling (float64, summing to 1)."""
     scores = logits.astype(np.float64) / request.temperature
     scores[list(banned)] = -np.inf
     if request.top_k and request.top_k < scores.size:
@@ -29,8 +35,7 @@ def next_token(logits: Any, request: GenerationRequest, rng: np.random.Generator
         probs = _softmax(scores[order])
         outside = np.cumsum(probs) - probs >= request.top_p  # the first token is always kept
         scores[order[outside]] = -np.inf
-    probs = _softmax(scores)
-    return int(rng.choice(probs.size, p=probs))
+    return _softmax(scores)
 
 
 class Penalty:

@@ -12,7 +12,7 @@ from muai_core.progress import Progress
 
 #: "cold TTFT": the first call after loading; "TTFT" and the rest: the timed runs after the warm-up.
 COLUMNS = ("target", "backend", "load s", "cold TTFT ms", "TTFT ms", "decode tok/s (min-max)", "p50 ms", "p95 ms",
-           "peak RSS MiB", "greedy = pytorch", "speedup")  # fmt: skip
+           "peak RSS MiB", "greedy = pytorch", "speedup", "lookup accepted, tok/verify")  # fmt: skip
 
 
 #: Below this share of PyTorch's greedy tokens, a target's bars are hatched and labelled in the chart.
@@ -37,6 +37,7 @@ def cells(row: dict[str, Any]) -> list[str]:
         f"{row['peak_rss_mb']:.0f}",
         "" if agreement is None else f"{agreement:.0%}",
         "" if "speedup" not in row else f"{row['speedup']:.2f}x",
+        "" if row.get("acceptance_rate") is None else f"{row['acceptance_rate']:.0%}, {row['tokens_per_verify']:.2f}",
     ]
 
 

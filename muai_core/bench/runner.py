@@ -51,6 +51,8 @@ class BenchSettings:
     config: str | None = None
     #: Concurrency levels; empty: one request at a time (``run_bench``), else ``run_concurrency``.
     concurrency: tuple[int, ...] = ()
+    #: ``prompt_lookup`` of every generation (0: plain decoding).
+    prompt_lookup: int = 0
 
 
 def run_bench(settings: BenchSettings, progress: Progress | None = None) -> list[dict[str, Any]]:
@@ -78,6 +80,7 @@ def worker_spec(settings: BenchSettings, target: Target, **extra: Any) -> dict[s
         "new_tokens": settings.new_tokens,
         "runs": settings.runs,
         "warmup": settings.warmup,
+        "prompt_lookup": settings.prompt_lookup,
         **extra,
     }
 
@@ -158,4 +161,8 @@ def summary(row: dict[str, Any]) -> str:
     return (
         f"{row['decode_tps']['median']:.1f} tok/s, first token {row['ttft_ms']['median']:.0f} ms, "
         f"load {row['load_s']:.1f} s, peak RSS {row['peak_rss_mb']:.0f} MiB"
+    ) + (
+        ""
+        if row.get("acceptance_rate") is None
+        else f", prompt lookup: {row['acceptance_rate']:.0%} accepted, {row['tokens_per_verify']:.2f} tokens a verify"
     )

@@ -63,6 +63,8 @@ def load(spec: dict[str, Any], on_event: Callable[[dict[str, Any]], None]) -> tu
 def measure(spec: dict[str, Any], on_event: Callable[[dict[str, Any]], None] = lambda event: None) -> dict[str, Any]:
     manager, loaded = load(spec, on_event)
     kwargs = {"max_new_tokens": spec["new_tokens"], "ignore_eos": True, "return_full_text": False}
+    if spec.get("prompt_lookup"):
+        kwargs["prompt_lookup"] = spec["prompt_lookup"]
     calls = []
     for index in range(spec["warmup"] + spec["runs"]):
         started = time.perf_counter()
@@ -83,9 +85,20 @@ def measure(spec: dict[str, Any], on_event: Callable[[dict[str, Any]], None] = l
         "decode_tps": _spread(decode),
         "token_p50_ms": percentile(latencies, 50) if latencies else None,
         "token_p95_ms": percentile(latencies, 95) if latencies else None,
+        **speculation(results),
         **rss_mb(),
         "token_ids": list(results[0].token_ids),
         "completion": results[0].completion,
+    }
+
+
+def speculation(results: list[Any]) -> dict[str, float | None]:
+    """Prompt lookup's acceptance rate and tokens per verify call over ``results`` (None: no verify call)."""
+    calls = sum(r.verify_calls for r in results)
+    proposed, accepted = sum(r.draft_tokens for r in results), sum(r.accepted_tokens for r in results)
+    return {
+        "acceptance_rate": accepted / proposed if proposed else None,
+        "tokens_per_verify": (accepted + calls) / calls if calls else None,
     }
 
 

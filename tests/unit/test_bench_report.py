@@ -125,3 +125,19 @@ def test_the_demo_benchmarks_on_a_short_budget():
     demo = (Path(__file__).resolve().parents[2] / "run-demo").read_text(encoding="utf-8")
     flags = next(line for line in demo.splitlines() if line.startswith("bench=(")).split()
     assert int(flags[flags.index("--new-tokens") + 1]) <= 32 and int(flags[flags.index("--runs") + 1]) <= 2
+
+
+def test_prompt_lookups_acceptance_and_tokens_per_verify_are_shown():
+    from muai_core.bench.runner import summary
+    from muai_core.bench.worker import speculation
+
+    class Result:
+        def __init__(self, calls: int, proposed: int, accepted: int) -> None:
+            self.verify_calls, self.draft_tokens, self.accepted_tokens = calls, proposed, accepted
+
+    figures = speculation([Result(4, 16, 8), Result(1, 4, 2)])
+    assert figures == {"acceptance_rate": 0.5, "tokens_per_verify": 3.0}
+    assert speculation([Result(0, 0, 0)]) == {"acceptance_rate": None, "tokens_per_verify": None}
+    looked_up = row("openvino", 90.0, **figures)
+    assert report.cells(looked_up)[-1] == "50%, 3.00" and report.cells(row("pytorch", 50.0))[-1] == ""
+    assert "50% accepted, 3.00 tokens a verify" in summary(looked_up)

@@ -64,6 +64,7 @@ def test_errors_are_one_line_with_a_hint_and_exit_2(capsys, argv, message):
         (["--temperature", "-1"], "--temperature must be a finite number >= 0", "--temperature 0 means greedy"),
         (["--temperature", "nan"], "--temperature must be a finite number >= 0", "--temperature 0.7"),
         (["--seed", "-3"], "--seed must be at least 0 and at most 4294967295", "--seed 1"),
+        (["--prompt-lookup", "65"], "--prompt-lookup must be at least 0 and at most 64", "--prompt-lookup 1"),
         (["--temperature", "0", "--top-p", "0.9"], "--temperature 0 means greedy decoding", "drop"),
         (["--precision", "FP64"], "--precision must be one of FP32, FP16, INT8, got FP64", "INT8"),
         (["--precision", "int8"], "--precision chooses an OpenVINO export, so it does not apply to --backend counting",

@@ -190,10 +190,11 @@ def test_a_budget_beyond_any_use_allocates_only_what_the_sequence_uses(write_con
         ignore_eos=True,
         streamer=lambda p: pieces.append(p) or len(pieces) < 70,
     )
-    cache = ov_manager.get_model("gpt2").handle.paged_cache
-    assert result.finish_reason == "stopped" and cache.blocks <= 2 * cache.blocks_for(result.prompt_tokens + 70)
+    handle = ov_manager.get_model("gpt2").handle
+    cache, blocks_for = handle.paged_cache, handle.batcher.engine.pool.blocks_for
+    assert result.finish_reason == "stopped" and cache.blocks <= 2 * blocks_for(result.prompt_tokens + 70)
     # the blocks grew during the answer, keeping what the sequence had cached
-    assert cache.blocks_for(result.prompt_tokens) < cache.blocks
+    assert blocks_for(result.prompt_tokens) < cache.blocks
     reference = manager(write_config(), backend="openvino").generate_result(
         "gpt2", LONG_PROMPT, max_new_tokens=len(result.token_ids), ignore_eos=True
     )
@@ -355,9 +356,10 @@ def test_paged_and_stateful_attention_give_pytorchs_tokens_across_kv_blocks(writ
         assert ov_manager.get_model_info(name)["model_info"]["attention"] == attention
         assert result.token_ids == pt_result.token_ids
         if attention == "paged":
-            cache = ov_manager.get_model(name).handle.paged_cache
-    # the answer ran on blocks beyond the prompt's, all reserved before the first step
-    assert cache.blocks_for(result.prompt_tokens) < cache.blocks_for(result.prompt_tokens + 70) <= cache.blocks
+            handle = ov_manager.get_model(name).handle
+            cache, blocks_for = handle.paged_cache, handle.batcher.engine.pool.blocks_for
+    # the answer ran on blocks beyond the prompt's
+    assert blocks_for(result.prompt_tokens) < blocks_for(result.prompt_tokens + 70) <= cache.blocks
     with pytest.raises(ConfigurationError, match="attention must be one of paged, stateful"):
         manager(write_config({"openvino": {"attention": "flash"}}), backend="openvino").load_model(name)
 

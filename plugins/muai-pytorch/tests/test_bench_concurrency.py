@@ -25,6 +25,6 @@ def test_a_run_at_one_and_two_clients_writes_every_figure(tiny_models, tmp_path,
         assert row["aggregate_tps"]["min"] == row["aggregate_tps"]["median"] > 0
         assert 0 < row["ttft_ms"]["p50"] <= row["ttft_ms"]["p95"]
         assert 0 < row["token_ms"]["p50"] <= row["token_ms"]["p95"]
-        assert row["queue_wait_ms"] == {"p50": 0.0, "p95": 0.0}  # this backend does not queue
+        assert 0 <= row["queue_wait_ms"]["p50"] <= row["queue_wait_ms"]["p95"] < row["ttft_ms"]["p95"]
     assert alone["late_ttft_ms"] is None and pair["late_ttft_ms"] > 0 and pair["late_ttft_ratio"] > 0
     assert (tmp_path / "out" / "bench.png").read_bytes()[:4] == b"\x89PNG"

@@ -29,9 +29,6 @@ class PagedCache:
         self.blocks = 0
         self._tensors: dict[str, Any] = {}
 
-    def blocks_for(self, tokens: int) -> int:
-        return -(-tokens // self.block_size)
-
     def reserve(self, request: Any, blocks: int) -> None:
         """Make the tensors hold ``blocks`` blocks (keeping those they hold) and set them on ``request``."""
         if blocks <= self.blocks:
@@ -64,9 +61,10 @@ def _bytes(tensor: Any) -> np.ndarray:
 class PagedEngine:
     """Runs the chunks of a batch as one infer call on a PagedAttention request (``muai_core.batching``'s engine).
 
-    Each sequence gets its prompt's cached blocks and a promise of the rest at admission; the block tensors
-    grow as blocks are taken (for a prompt: at admission, where a failure to allocate sends that one request
-    to another backend).
+    Each sequence gets its prompt's blocks (cached ones where the prefix cache has them) and a promise of the
+    rest at admission; the block tensors grow as blocks are taken. A failure to grow them at admission sends
+    that one request to another backend; during a step (a decode block), it fails the step's sequences, which
+    fail over and resume.
     """
 
     def __init__(self, handle: Any, pool: BlockPool) -> None:
@@ -89,16 +87,22 @@ class PagedEngine:
         reservation = pool.reserve(block_digests(tokens, pool.block_size, full), blocks)
         if reservation is None:
             return False
-        try:
+        cached = [int(t) for t in tokens[: len(reservation.blocks) * pool.block_size]]
+        try:  # the prompt's blocks are taken now: a failure to allocate them fails this request alone
             self._make_room(pool.blocks_for(len(tokens)) - len(reservation.blocks))
+            while len(reservation.blocks) < pool.blocks_for(len(tokens)):
+                pool.take(reservation)
         except (MemoryError, RuntimeError) as exc:  # this sequence is too long here; shorter ones still run
             pool.release(reservation)
             raise UnsupportedRequest(
                 f"cannot allocate the KV cache for a sequence of {sequence.longest} tokens: {first_line(exc)}",
                 hint=HINT,
             ) from exc
-        sequence.state = _Blocks(reservation, [int(t) for t in tokens[: len(reservation.blocks) * pool.block_size]])
-        sequence.cached = len(sequence.state.tokens)
+        except BaseException:
+            pool.release(reservation)
+            raise
+        sequence.state = _Blocks(reservation, cached)
+        sequence.cached = len(cached)
         return True
 
     def run(self, chunks: list[Chunk]) -> list[np.ndarray]:
@@ -114,7 +118,11 @@ class PagedEngine:
             tables.append(reservation.blocks[:count])
         lengths = [len(chunk.tokens) for chunk in chunks]
         bounds = np.cumsum([0, *lengths], dtype=np.int32)
-        sampled = [int(bounds[i + 1]) - 1 for i, chunk in enumerate(chunks) if chunk.last] or [0]
+        spans = [
+            range(bounds[i] if chunk.every else bounds[i + 1] - 1, bounds[i + 1]) for i, chunk in enumerate(chunks)
+        ]
+        wanted_spans = [span for span, chunk in zip(spans, chunks, strict=True) if chunk.wants_logits]
+        sampled = [int(row) for span in wanted_spans for row in span] or [0]
         positions = [np.arange(chunk.start, end, dtype=np.int64) for chunk, end in zip(chunks, ends, strict=True)]
         request = self._handle.request
         inputs = {
@@ -132,7 +140,11 @@ class PagedEngine:
         logits = request.infer(share_outputs=True)["logits"]
         for chunk in chunks:
             self._file(chunk)
-        return [logits[row, -1] for row in range(len(sampled))] if any(c.last for c in chunks) else []
+        rows, out = 0, []
+        for span, chunk in zip(wanted_spans, (c for c in chunks if c.wants_logits), strict=True):
+            out.append(logits[rows : rows + len(span), -1] if chunk.every else logits[rows, -1])
+            rows += len(span)
+        return out
 
     def _make_room(self, blocks: int) -> None:
         """Grow the tensors (if the pool prefers that) so that ``blocks`` more blocks can be taken."""
@@ -146,12 +158,24 @@ class PagedEngine:
         if sequence.state is not None:
             self.pool.release(sequence.state.reservation)
 
+    def truncate(self, sequence: BatchedSequence, length: int) -> None:
+        """Forget the tokens past ``length``; their blocks stay held, to be written over.
+
+        A verified chunk's tokens are filed in the prefix cache only once the next chunk shows they were kept,
+        so a block being written over was never filed (a filed block may be shared and is never written).
+        """
+        state: _Blocks = sequence.state
+        if len(state.reservation.digests) * self.pool.block_size > length:
+            raise RuntimeError(f"cannot roll back to {length} tokens: the blocks holding them are in the prefix cache")
+        del state.tokens[length:]
+
     def _file(self, chunk: Chunk) -> None:
-        """Record the chunk's tokens; file each block they filled in the prefix cache."""
+        """Record the chunk's tokens; file each block filled by kept tokens in the prefix cache (a verified
+        chunk's own tokens may be rolled back: they are filed with the next chunk)."""
         state: _Blocks = chunk.sequence.state
         state.tokens.extend(int(t) for t in chunk.tokens)
         pool, filed = self.pool, len(state.reservation.digests)
-        full = len(state.tokens) // pool.block_size
+        full = (chunk.start if chunk.every else len(state.tokens)) // pool.block_size
         if not pool.prefix_cache or full <= filed:
             return
         previous = state.reservation.digests[-1] if filed else b""

@@ -58,7 +58,7 @@ class OpenVINOBackend:
             "context_length": model.context_length,
             "vocab_size": model.vocab_size,
             "tokenizer_digest": model.codec.digest,
-            "memory_bytes": runtime.weights_bytes(model),
+            "memory_bytes": runtime.memory_bytes(model),
             "properties": dict(model.properties),
         }
 

@@ -243,11 +243,15 @@ def unload(handle: OpenVINOModel) -> None:
         handle.batcher = None
 
 
-def weights_bytes(handle: OpenVINOModel) -> int:
-    """Size of the IR's weights: what the compiled model holds at least (the CPU plugin may repack more)."""
+def memory_bytes(handle: OpenVINOModel) -> int:
+    """The IR's weights (what the compiled model holds at least: the CPU plugin may repack more) and the KV cache
+    blocks allocated so far."""
     files = (ENCODER_BIN, DECODER_BIN) if handle.encoder is not None else (BIN,)
     weights = [handle.directory / file for file in files]
-    return sum(w.stat().st_size for w in weights if w.is_file()) if handle.compiled is not None else 0
+    if handle.compiled is None or not all(w.is_file() for w in weights):
+        return 0
+    cache = handle.paged_cache
+    return sum(w.stat().st_size for w in weights) + (cache.blocks * cache.block_bytes if cache is not None else 0)
 
 
 def _properties(settings: OpenVINOSettings, manifest: dict[str, Any], device: str) -> dict[str, str]:

@@ -60,6 +60,10 @@ class SlotEngine:
             if not self._longest:
                 self.cache.free()
 
+    def truncate(self, sequence: BatchedSequence, length: int) -> None:
+        """Nothing to do: a chunk writes its keys and values at its own positions and sees no position after its
+        own, so the rolled back positions are written over before they are seen."""
+
     def run(self, chunks: list[Chunk]) -> Sequence[np.ndarray]:
         import torch
 
@@ -72,11 +76,12 @@ class SlotEngine:
         with torch.inference_mode():
             for indices in groups.values():
                 logits = self._forward([chunks[i] for i in indices])
-                rows.update((i, logits[n]) for n, i in enumerate(indices) if chunks[i].last)
-        return [rows[i] for i in range(len(chunks)) if chunks[i].last]
+                rows.update((i, logits[n] if chunks[i].every else logits[n, -1]) for n, i in enumerate(indices))
+        return [rows[i] for i in range(len(chunks)) if chunks[i].wants_logits]
 
     def _forward(self, chunks: list[Chunk]) -> np.ndarray:
-        """One forward of chunks of equal length; the float32 logits after each one's last token, [rows, vocab]."""
+        """One forward of chunks of equal length; the float32 logits [rows, positions, vocab]: after each one's
+        last token, or after each of its tokens where a chunk wants them all (``every``)."""
         import torch
 
         length = len(chunks[0].tokens)
@@ -92,9 +97,9 @@ class SlotEngine:
             attention_mask=_attention_mask(visible[:, None], self.model),
             cache=self.cache,
             use_cache=True,
-            logits_to_keep=1,
+            logits_to_keep=0 if any(c.every for c in chunks) else 1,
         )
-        return out.logits[:, -1].float().cpu().numpy()
+        return out.logits.float().cpu().numpy()
 
 
 def _attention_mask(visible: Any, model: Any) -> Any:

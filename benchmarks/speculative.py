@@ -1,0 +1,255 @@
+#!/usr/bin/env python3
+"""Prompt-lookup decoding against plain greedy decoding on muai's OpenVINO backend, and against openvino-genai's
+prompt-lookup pipeline on the same IR.
+
+    python benchmarks/speculative.py smollm2-135m [--new-tokens 96] [--rounds 3] [--lookup 8] [--no-genai]
+
+Run it in a project folder whose ``models`` holds the model and its OpenVINO exports (FP32 and INT8). Every
+prompt of the input-grounded set (texts to restate or edit) and of the open-ended set runs greedy, EOS
+ignored, plain and with ``prompt_lookup``, in one process; rounds interleave the targets (their order flips
+each round) and every ratio is taken within a round. It counts the runs whose plain and prompt-lookup token
+ids are identical: with FP32 weights all are; INT8 weights take other kernels for a step of several tokens
+than for one, whose rounding can flip a near tie (as in a batch of several sequences). Decode tok/s: new
+tokens after the first over the time from the first to the last. genai's rows (``prompt_lookup=True``, the
+same ``num_assistant_tokens`` and n-gram size, the same inference precision) need
+openvino-genai and openvino-tokenizers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from importlib.util import find_spec
+from pathlib import Path
+
+from muai_core import ModelManager, PerformanceMonitor
+from muai_core.speculative import MAX_NGRAM
+
+PASSAGE = (
+    "The lighthouse stands on a rocky island three miles from the coast. Its keeper, Ada Marsh, climbs the 112 "
+    "steps every evening to light the lamp, and every morning she writes the weather, the ships she saw and the "
+    "state of the lamp in a leather logbook. Supplies arrive by boat once a month, weather permitting."
+)
+CODE = (
+    "def total_price(items, tax_rate):\n    subtotal = 0\n    for item in items:\n"
+    "        subtotal += item.price * item.quantity\n    tax = subtotal * tax_rate\n    return subtotal + tax\n"
+)
+#: Prompts that restate or edit a given text: the answer mostly copies its input.
+GROUNDED = (
+    f"Text: {PASSAGE}\nThe same text, copied exactly:\n",
+    f"Text: {PASSAGE}\nThe same text with Ada Marsh renamed to Ben Hale:\n",
+    f"Text: {PASSAGE}\nThe same text in the past tense:\n",
+    f"Original code:\n{CODE}\nThe same code with the variable subtotal renamed to net:\n",
+    f"Original code:\n{CODE}\nThe same code with a docstring added:\n",
+    "Notes: milk, eggs, flour, sugar, butter, apples, rice, tea, coffee, salt.\n"
+    "The notes as a numbered list:\n1. milk\n",
+    f"Report: {PASSAGE}\nQuote the sentence about the logbook, then the one about supplies:\n",
+    "Email: Hi team, the release moves from Monday to Wednesday because the test servers are down. Please update "
+    "your plans and tell me if Wednesday does not work for you. Thanks, Maria\n"
+    "The same email with Wednesday changed to Thursday:\n",
+)
+#: Prompts whose answer is new text: candidates are rare and mostly wrong.
+OPEN = (
+    "Write a short story about a lighthouse keeper who finds a message in a bottle.",
+    "The history of the bicycle begins",
+    "Ten ideas for a rainy afternoon:",
+    "Explain why the sky is blue to a child.",
+)
+
+GENAI_WORKER = r"""
+import json, sys, time
+spec = json.loads(sys.argv[1])
+import openvino_genai as genai
+pipe = genai.LLMPipeline(spec["dir"], "CPU", prompt_lookup=True, **spec["properties"])
+config = genai.GenerationConfig(max_new_tokens=spec["new_tokens"], ignore_eos=True, do_sample=False)
+config.num_assistant_tokens = spec["lookup"]
+config.max_ngram_size = spec["ngram"]
+config.apply_chat_template = False
+rates = {}
+for prompt in spec["prompts"][:1] + spec["prompts"]:  # the first run warms up
+    result = pipe.generate([prompt], config)
+    stamps = result.perf_metrics.raw_metrics.m_new_token_times
+    rates[prompt] = (spec["new_tokens"] - 1) / ((stamps[-1] - stamps[0]) / 1000)
+print(json.dumps(rates))
+"""
+
+
+def decode_rate(result) -> float:
+    """New tokens after the first over the seconds from the first to the last."""
+    return (result.new_tokens - 1) / sum(result.token_latencies_s)
+
+
+def run_muai(managers: dict, prompts: tuple[str, ...], args, flip: bool) -> dict:
+    """One round: each prompt, each precision, plain and prompt lookup (their order flipped on ``flip``)."""
+    rows: dict = {}
+    modes = (0, args.lookup)[:: -1 if flip else 1]
+    for precision, manager in managers.items():
+        for prompt in prompts:
+            got = {}
+            for lookup in modes:
+                got[lookup] = manager.generate_result(
+                    args.model, prompt, max_new_tokens=args.new_tokens, ignore_eos=True, prompt_lookup=lookup
+                )
+            plain, fast = got[0], got[args.lookup]
+            rows[(precision, prompt)] = {
+                "identical": plain.token_ids == fast.token_ids,
+                "plain": decode_rate(plain),
+                "lookup": decode_rate(fast),
+                "accepted": fast.accepted_tokens,
+                "proposed": fast.draft_tokens,
+                "verify_calls": fast.verify_calls,
+            }
+    return rows
+
+
+def run_genai(args, precision: str, prompts: tuple[str, ...], scratch: Path) -> dict:
+    import subprocess
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from openvino_vs_genai import genai_dir
+
+    name = args.model if precision == "FP32" else f"{args.model}-{precision.lower()}"
+    folder = scratch / precision
+    if not folder.exists():
+        genai_dir(Path("models/openvino") / name, folder)
+    properties = {"INFERENCE_PRECISION_HINT": args.inference_precision} if args.inference_precision else {}
+    spec = {"dir": str(folder / name), "new_tokens": args.new_tokens, "lookup": args.lookup, "ngram": MAX_NGRAM,
+            "prompts": list(prompts), "properties": properties}  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", GENAI_WORKER, json.dumps(spec)], capture_output=True, text=True)
+    if done.returncode != 0:
+        print(f"genai {precision} failed: {done.stderr[-400:]}", file=sys.stderr)
+        return {}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model")
+    parser.add_argument("--new-tokens", type=int, default=96)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--lookup", type=int, default=8, help="prompt_lookup: most tokens proposed at a time")
+    parser.add_argument("--precisions", default="FP32,INT8")
+    parser.add_argument("--no-genai", action="store_true")
+    parser.add_argument(
+        "--inference-precision", default="f32", help="f32 (the default) or '' for the CPU's choice (bf16 on some)"
+    )
+    parser.add_argument("--out", default="bench-results/speculative.json")
+    args = parser.parse_args()
+    precisions = args.precisions.split(",")
+    managers = {}
+    for precision in precisions:
+        settings = {"precision": precision, "prefix_cache": False}  # a repeated prompt must not hit the cache
+        if args.inference_precision:
+            settings["inference_precision"] = args.inference_precision
+        managers[precision] = ModelManager(backend="openvino", backend_config=settings, monitor=PerformanceMonitor())
+        managers[precision].generate(args.model, "warm up", max_new_tokens=8)
+    genai = not args.no_genai and find_spec("openvino_genai") and find_spec("openvino_tokenizers")
+    scratch = Path(tempfile.mkdtemp(prefix="muai-spec-"))
+    rounds: list[dict] = []
+    for index in range(args.rounds):
+        started = time.perf_counter()
+        rows = {name: run_muai(managers, prompts, args, flip=index % 2 == 1) for name, prompts in
+                (("grounded", GROUNDED), ("open", OPEN))}  # fmt: skip
+        if genai:
+            for precision in precisions:
+                rates = run_genai(args, precision, GROUNDED + OPEN, scratch)
+                for (_, (p, prompt)), row in _flat(rows):
+                    if p == precision and prompt in rates:
+                        row["genai"] = rates[prompt]
+        rounds.append(rows)
+        print(f"round {index + 1}/{args.rounds}: {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    report = summarise(rounds, precisions)
+    report["machine"] = {"cpu": _cpu(), "python": platform.python_version()}
+    report["settings"] = {"new_tokens": args.new_tokens, "prompt_lookup": args.lookup, "rounds": args.rounds}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(report, indent=2))
+    print(json.dumps(report, indent=2))
+    if find_spec("matplotlib"):
+        plot(report, Path(args.out).with_suffix(".png"), f"{args.model}, {args.new_tokens} new tokens, greedy")
+    return 0
+
+
+def plot(report: dict, path: Path, title: str) -> None:
+    """Decode tok/s, plain against prompt lookup, per prompt set and precision."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = {key: row for key, row in report.items() if "plain_tps" in row}
+    places = range(len(rows))
+    figure, axis = plt.subplots(figsize=(8, 4.5))
+    axis.bar([x - 0.2 for x in places], [r["plain_tps"] for r in rows.values()], 0.4, label="plain greedy")
+    bars = axis.bar([x + 0.2 for x in places], [r["lookup_tps"] for r in rows.values()], 0.4, label="prompt lookup")
+    for bar, row in zip(bars, rows.values(), strict=True):
+        axis.annotate(row["speedup"].split()[0], (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                      ha="center", va="bottom", xytext=(0, 3), textcoords="offset points")  # fmt: skip
+    axis.set_xticks(list(places), list(rows))
+    axis.set_ylabel("decode tokens/s (median of rounds)")
+    axis.set_title(f"{title}\n{report['machine']['cpu']}")
+    axis.margins(y=0.2)
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+
+
+def _flat(rows: dict):
+    for name, by_key in rows.items():
+        for key, row in by_key.items():
+            yield (name, key), row
+
+
+def summarise(rounds: list[dict], precisions: list[str]) -> dict:
+    """Per set and precision: medians over rounds of the per-round geometric means of each prompt's ratio."""
+    out: dict = {}
+    for name in ("grounded", "open"):
+        for precision in precisions:
+            speedups, vs_genai, plain, lookup, accepted, proposed, calls, same = [], [], [], [], 0, 0, 0, []
+            for rows in rounds:
+                mine = [row for (p, _), row in rows[name].items() if p == precision]
+                speedups.append(_geomean([r["lookup"] / r["plain"] for r in mine]))
+                if all("genai" in r for r in mine):
+                    vs_genai.append(_geomean([r["lookup"] / r["genai"] for r in mine]))
+                plain.append(statistics.fmean(r["plain"] for r in mine))
+                lookup.append(statistics.fmean(r["lookup"] for r in mine))
+                accepted += sum(r["accepted"] for r in mine)
+                proposed += sum(r["proposed"] for r in mine)
+                calls += sum(r["verify_calls"] for r in mine)
+                same += [r["identical"] for r in mine]
+            out[f"{name} {precision}"] = {
+                "plain_tps": round(statistics.median(plain), 1),
+                "lookup_tps": round(statistics.median(lookup), 1),
+                "speedup": _spread(speedups),
+                "vs_genai_lookup": _spread(vs_genai) if vs_genai else None,
+                "acceptance_rate": round(accepted / proposed, 3) if proposed else None,
+                "tokens_per_verify": round((accepted + calls) / calls, 2) if calls else None,
+                "identical_tokens": f"{sum(same)}/{len(same)} runs",
+            }
+    return out
+
+
+def _geomean(values: list[float]) -> float:
+    return statistics.geometric_mean(values)
+
+
+def _spread(values: list[float]) -> str:
+    return f"{statistics.median(values):.2f}x (rounds {min(values):.2f}-{max(values):.2f})"
+
+
+def _cpu() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
