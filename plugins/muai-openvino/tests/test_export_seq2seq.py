@@ -70,6 +70,8 @@ def test_a_decoder_step_feeds_one_token_and_keeps_the_past_in_state(seq2seq_stor
     logits = manager.forward("t5", {"input_ids": ids, "decoder_input_ids": decoder})["logits"]
     assert list(logits[0].argmax(-1)) == list(result.token_ids)
     assert np.isfinite(logits).all()
+    weights = sum((handle.directory / file).stat().st_size for file in (ENCODER_BIN, DECODER_BIN))
+    assert manager.get_model_info("t5")["model_info"]["memory_bytes"] == weights
 
 
 def test_a_failing_validation_fails_the_seq2seq_export(seq2seq_store, tmp_path, monkeypatch):
