@@ -12,7 +12,8 @@ from muai_core.testing.conformance import BackendConformance, ConformanceTarget,
 class TestCountingBackendConformance(BackendConformance):
     @pytest.fixture
     def conformance_target(self) -> ConformanceTarget:
-        return ConformanceTarget(lambda: CountingBackend("counter"), "counter", model="any-name")
+        # a pretend backend: it loads any name without reading files, encoder-decoder models included
+        return ConformanceTarget(lambda: CountingBackend("counter"), "counter", model="any-name", runs_seq2seq=True)
 
 
 def test_logits_tolerance_follows_the_precision_that_ran():
@@ -30,4 +31,4 @@ class TestTokenLoopBackendConformance(BackendConformance):
 
     @pytest.fixture
     def conformance_target(self) -> ConformanceTarget:
-        return ConformanceTarget(TokenBackend, "tokens", model="any-name", eos_prompt="}")
+        return ConformanceTarget(TokenBackend, "tokens", model="any-name", eos_prompt="}", runs_seq2seq=True)
