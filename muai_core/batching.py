@@ -16,6 +16,7 @@ earlier length (the rejected tokens are fed again over, or masked).
 
 from __future__ import annotations
 
+import copy
 import itertools
 import threading
 import time
@@ -27,7 +28,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from muai_core.errors import BackendError, InferenceError, ResourceExhausted, first_line
+from muai_core.errors import InferenceError, ResourceExhausted, first_line
 
 #: How long the thread running a batch waits for the sequences of the last batch to bring their next token.
 GATHER_S = 0.01
@@ -340,10 +341,11 @@ class StepBatcher:
 
 
 def _batch_error(error: Exception) -> Exception:
-    """An error of its own for each sequence of a failed batch (one exception object is raised in one thread)."""
-    if isinstance(error, BackendError):
-        copy = InferenceError(error.message, hint=error.raw_hint)
-    else:
-        copy = InferenceError(f"the batched step failed: {type(error).__name__}: {first_line(error)}")
-    copy.__cause__ = error
-    return copy
+    """An error of its own for each sequence of a failed batch (one exception object is raised in one thread):
+    a copy of ``error`` (same type and message) caused by it, or an ``InferenceError`` where it cannot be copied."""
+    try:
+        duplicate = copy.copy(error)
+    except Exception:
+        duplicate = InferenceError(f"{type(error).__name__}: {first_line(error)}")
+    duplicate.__cause__ = error
+    return duplicate

@@ -138,13 +138,13 @@ def test_a_paged_kv_cache_that_cannot_grow_runs_that_call_on_pytorch_and_keeps_t
     assert manager.generate_result("gpt2", "Hello", max_new_tokens=2).backend == "openvino"
     real_reserve = PagedCache.reserve
 
-    def reserve(self, request, tokens, keep=0):
-        if tokens > 16:
+    def reserve(self, request, blocks):
+        if blocks > 1:  # the cache cannot grow past its first block (32 tokens)
             raise MemoryError("injected: no memory for the KV cache")
-        return real_reserve(self, request, tokens, keep)
+        return real_reserve(self, request, blocks)
 
     monkeypatch.setattr(PagedCache, "reserve", reserve)
-    assert manager.generate_result("gpt2", "Hello", max_new_tokens=30, ignore_eos=True).backend == "pytorch"
+    assert manager.generate_result("gpt2", "Hello", max_new_tokens=40, ignore_eos=True).backend == "pytorch"
     assert manager.generate_result("gpt2", "Hello", max_new_tokens=2).backend == "openvino"
     assert manager.get_model("gpt2").backend_name == "openvino"
     [*_, detour] = manager.explain("gpt2")

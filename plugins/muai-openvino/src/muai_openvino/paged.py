@@ -61,10 +61,10 @@ def _bytes(tensor: Any) -> np.ndarray:
 class PagedEngine:
     """Runs the chunks of a batch as one infer call on a PagedAttention request (``muai_core.batching``'s engine).
 
-    Each sequence gets its prompt's blocks (cached ones where the prefix cache has them) and a promise of the
-    rest at admission; the block tensors grow as blocks are taken. A failure to grow them at admission sends
-    that one request to another backend; during a step (a decode block), it fails the step's sequences, which
-    fail over and resume.
+    Each sequence gets a promise of every block it can need at admission, and takes them then (cached ones
+    where the prefix cache has them) where the model's context bounds the sequence, else as it grows; the block
+    tensors grow as blocks are taken. A failure to grow them at admission sends that one request to another
+    backend; during a step, it fails the step's sequences, which fail over and resume.
     """
 
     def __init__(self, handle: Any, pool: BlockPool) -> None:
@@ -88,9 +88,12 @@ class PagedEngine:
         if reservation is None:
             return False
         cached = [int(t) for t in tokens[: len(reservation.blocks) * pool.block_size]]
-        try:  # the prompt's blocks are taken now: a failure to allocate them fails this request alone
-            self._make_room(pool.blocks_for(len(tokens)) - len(reservation.blocks))
-            while len(reservation.blocks) < pool.blocks_for(len(tokens)):
+        # Blocks taken now (a failure to allocate them sends this request alone elsewhere): the whole sequence's
+        # where the model's context bounds it, else the prompt's (the rest as it grows).
+        upfront = pool.blocks_for(sequence.longest if self._handle.context_length else len(tokens))
+        try:
+            self._make_room(upfront - len(reservation.blocks))
+            while len(reservation.blocks) < upfront:
                 pool.take(reservation)
         except (MemoryError, RuntimeError) as exc:  # this sequence is too long here; shorter ones still run
             pool.release(reservation)
