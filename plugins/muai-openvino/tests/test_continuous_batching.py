@@ -238,6 +238,15 @@ def test_a_failure_with_sequences_in_flight_fails_each_over_and_resumes(write_co
     assert len(reloads) == 1, "requests that failed together loaded the fallback model more than once"
 
 
+def test_fp32_with_another_compute_precision_runs_the_paged_graph(write_config):
+    ov_manager = manager(
+        write_config({"openvino": {"inference_precision": "bf16", "enable_fallback": False}}), backend="openvino"
+    )
+    assert ov_manager.generate_result("gpt2", "Hello", max_new_tokens=4).backend == "openvino"
+    info = ov_manager.get_model_info("gpt2")["model_info"]
+    assert info["attention"] == "paged" and info["properties"].get("KV_CACHE_PRECISION") != "f32"
+
+
 def test_batching_settings_are_checked():
     check_settings({"kv_cache_bytes": "2GiB", "max_batch_tokens": 64, "max_waiting": 0, "prefix_cache": False})
     check_settings({"kv_cache_bytes": 64 << 20})

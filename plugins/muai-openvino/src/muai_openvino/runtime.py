@@ -261,8 +261,9 @@ def _properties(settings: OpenVINOSettings, manifest: dict[str, Any], device: st
     if settings.inference_num_threads:
         properties["INFERENCE_NUM_THREADS"] = str(settings.inference_num_threads)
     if device == "CPU":
-        full_precision = manifest.get("precision") == "FP32"
-        # FP32 means FP32 end to end: OpenVINO's CPU default keeps the KV cache in u8/f16.
+        # FP32 means FP32 end to end (OpenVINO's CPU default keeps the KV cache in u8/f16), unless another compute
+        # precision is asked for: PagedAttention then wants the KV cache the device picks for it.
+        full_precision = manifest.get("precision") == "FP32" and settings.inference_precision in (None, "f32")
         kv = settings.kv_cache_precision or ("f32" if full_precision else None)
         if kv:
             properties["KV_CACHE_PRECISION"] = kv
