@@ -225,7 +225,7 @@ class StepBatcher:
             self._cond.release()
             try:
                 rows = list(self.engine.run(chunks))
-                if len(rows) != sum(chunk.last for chunk in chunks):
+                if len(rows) != sum(chunk.wants_logits for chunk in chunks):
                     raise InferenceError(f"the engine returned {len(rows)} rows of logits for this batch's chunks")
                 error = None
             except Exception as exc:

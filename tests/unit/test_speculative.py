@@ -67,9 +67,9 @@ class VerifyingEngine(ToyEngine):
         del sequence.state[length:]
 
 
-def run(engine, prompt: list[int], eos: tuple[int, ...] = (11,), **kwargs):
+def run(engine, prompt: list[int], eos: tuple[int, ...] = (11,), max_batch_tokens: int = 512, **kwargs):
     request = GenerationRequest(prompt="x", **{"max_new_tokens": 20, **kwargs})
-    batcher = StepBatcher(engine)
+    batcher = StepBatcher(engine, max_batch_tokens=max_batch_tokens)
     budget = request.new_token_budget(len(prompt))
     with batcher.sequence(len(prompt) + budget, request.cancel) as step:
         return decode_loop(step, prompt, request, lambda ids: "".join(chr(97 + i) for i in ids), eos_ids=eos)
@@ -110,6 +110,13 @@ def test_prompt_lookup_takes_fewer_steps_and_reports_what_it_accepted():
     assert fast.verify_calls > 0 and fast.accepted_tokens > fast.verify_calls  # more than one token a call
     assert engine.batches == plain_engine.batches - fast.accepted_tokens
     assert engine.batches < plain_engine.batches * 0.75  # a wider step costs the toy nothing: many are accepted
+
+
+def test_a_verify_step_cut_to_the_batch_budget_gives_the_same_tokens():
+    prompt = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10] * 2
+    plain = run(ToyEngine(), prompt, max_new_tokens=30, ignore_eos=True)
+    fast = run(VerifyingEngine(), prompt, max_new_tokens=30, ignore_eos=True, prompt_lookup=6, max_batch_tokens=3)
+    assert fast.token_ids == plain.token_ids and fast.verify_calls > 0
 
 
 def test_an_engine_without_truncate_decodes_token_by_token():
