@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from functools import partial
 
 import numpy as np
 import pytest
@@ -13,6 +14,9 @@ from muai_core.batching import Cancelled, Chunk, StepBatcher
 from muai_core.contracts import GenerationRequest
 from muai_core.decoding import decode_loop
 from muai_core.errors import InferenceError, ResourceExhausted, UnsupportedRequest
+from muai_core.testing.threads import in_threads as run_in_threads
+
+in_threads = partial(run_in_threads, timeout_s=30)
 
 VOCAB = 50
 
@@ -75,24 +79,6 @@ def generate(batcher: StepBatcher, prompt: list[int], new: int, cancel: threadin
     request = GenerationRequest(prompt="x", max_new_tokens=new, ignore_eos=True, cancel=cancel)
     with batcher.sequence(len(prompt) + new, cancel) as step:
         return decode_loop(step, prompt, request, lambda ids: " ".join(map(str, ids)))
-
-
-def in_threads(count: int, work) -> list:
-    results: list = [None] * count
-
-    def run(index: int) -> None:
-        try:
-            results[index] = work(index)
-        except Exception as exc:  # handed to the test
-            results[index] = exc
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
-    assert not any(thread.is_alive() for thread in threads), "a generation hung"
-    return results
 
 
 def test_concurrent_sequences_share_batches_and_each_gets_its_own_tokens() -> None:

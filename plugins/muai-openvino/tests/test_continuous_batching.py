@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import random
-import threading
-import time
+from functools import partial
 
 import pytest
 import yaml
@@ -13,9 +12,12 @@ from muai_core import ModelManager, PerformanceMonitor
 from muai_core.config import parse_config
 from muai_core.errors import ConfigurationError, ResourceExhausted
 from muai_core.resolver import Resolver
+from muai_core.testing.threads import in_threads as run_in_threads
 from muai_openvino.export.pipeline import export_model
 from muai_openvino.settings import check_settings
 from muai_pytorch.testing import build_tiny_model
+
+concurrently = partial(run_in_threads, timeout_s=120)
 
 PROMPTS = (
     "Hello world",
@@ -51,26 +53,6 @@ def long_config(long_store, tmp_path):
         return str(path)
 
     return write
-
-
-def concurrently(count: int, work, stagger_s: float = 0.0) -> list:
-    """``work(i)`` in ``count`` threads started ``stagger_s`` apart; results (or errors) in order."""
-    results: list = [None] * count
-
-    def run(index: int) -> None:
-        try:
-            results[index] = work(index)
-        except Exception as exc:  # handed to the test
-            results[index] = exc
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-        time.sleep(stagger_s)
-    for thread in threads:
-        thread.join(120)
-    assert not any(thread.is_alive() for thread in threads), "a request hung"
-    return results
 
 
 def stats(ov_manager: ModelManager, name: str) -> dict:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import threading
 import time
+from functools import partial
 
 import numpy as np
 import pytest
@@ -13,8 +13,11 @@ from transformers import AutoModelForCausalLM
 from muai_core.batching import BatchedSequence, Chunk
 from muai_core.contracts import GenerationRequest, LoadRequest
 from muai_core.errors import PartialGeneration, UnsupportedRequest
+from muai_core.testing.threads import in_threads as run_in_threads
 from muai_pytorch import generation, loading
 from muai_pytorch.batch import SlotEngine
+
+in_threads = partial(run_in_threads, timeout_s=60)
 
 ARCHS = ("gpt2", "llama")
 NEW = 12
@@ -83,24 +86,6 @@ def test_sequences_joining_at_different_times_decode_as_they_do_alone(tiny_model
 
 def load(path: str) -> loading.PyTorchModel:
     return loading.load(LoadRequest("tiny", "transformers", path, is_local=True, device="cpu"))
-
-
-def in_threads(count: int, work) -> list:
-    results: list = [None] * count
-
-    def run(index: int) -> None:
-        try:
-            results[index] = work(index)
-        except Exception as exc:  # handed to the test
-            results[index] = exc
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
-    assert not any(thread.is_alive() for thread in threads), "a generation hung"
-    return results
 
 
 def slow(piece: str) -> None:
