@@ -12,12 +12,12 @@ from muai_openvino.export.pipeline import export_model
 from muai_pytorch.testing import build_tiny_model
 
 MODELS = {"gpt2": "gpt2", "tiny-llama": "llama"}
-PRECISIONS = ("FP32", "FP16", "INT8")
+PRECISIONS = ("FP32", "FP16", "INT8", "INT4")
 
 
 @pytest.fixture(scope="session")
 def store(tmp_path_factory) -> Path:
-    """``models/{name}`` for each tiny model and ``models/openvino/{name}[-int8|-fp16]`` exports."""
+    """``models/{name}`` for each tiny model and ``models/openvino/{name}[-fp16|-int8|-int4]`` exports."""
     root = tmp_path_factory.mktemp("store")
     for name, arch in MODELS.items():
         build_tiny_model(root / "models" / name, arch)
