@@ -1,11 +1,13 @@
-"""The precision table of README.md: each export and runtime setting against PyTorch FP32.
+"""The precision table of README.md: each export and runtime setting against the FP32 reference.
 
     python benchmarks/precision_table.py --models-dir models --model smollm2-135m [--old-int8 DIR] --out precision
 
-Exports every variant from one PyTorch load (``models/openvino/{model}-{variant}``), measures each with
-``muai_core.quality`` against the PyTorch FP32 reference (continuations computed once), then times decode and
-peak RSS of each in a process of its own (``muai bench``'s worker), PyTorch first, all in this one run.
-``--old-int8`` names an export made by muai's earlier hand-written INT8 to measure beside NNCF's.
+The reference is the model's FP32 export (``muai export NAME``), which its own export measured token for token
+against PyTorch on the same prompts (agreement 100%, KL 0): OpenVINO f32 runs them faster than PyTorch. Each
+compressed variant is written from that IR (``{models}/openvino/{model}-{variant}``) and measured with
+``muai_core.quality``; then decode speed and peak RSS of each row are timed in a process of its own (``muai
+bench``'s worker), PyTorch first, all in one run. ``--old-int8`` names an export made by muai's earlier
+hand-written INT8, measured beside NNCF's. Rows are written to ``precision.json`` as they finish.
 """
 
 from __future__ import annotations
@@ -15,28 +17,35 @@ import json
 import shutil
 from pathlib import Path
 
+import openvino as ov
 import yaml
 
 from muai_core.bench.runner import run_worker
-from muai_core.config import parse_config
 from muai_core.contracts import LoadRequest
 from muai_core.progress import Progress
+from muai_core.quality import Harness
+from muai_core.text_codec import TextCodec
 from muai_openvino import runtime
-from muai_openvino.export.compress import Compression
-from muai_openvino.export.pipeline import Location, load_source, locate, write_export
+from muai_openvino.export.compress import Compression, compress
+from muai_openvino.export.pipeline import file_records, write_manifest
 from muai_openvino.export.validate import openvino_runner
+from muai_openvino.export_layout import MANIFEST, XML
 
-#: name: (compression, or the export another row uses; backend.openvino settings)
+#: NNCF's INT8_ASYM, measured against muai's INT8 (which export writes).
+NNCF_INT8 = Compression("INT8")
+#: name: (compression, or the row whose export it runs; backend.openvino settings); measured in this order
 VARIANTS = {
-    "fp32": (Compression("FP32"), {}),
-    "fp32-bf16": ("fp32", {"inference_precision": "bf16"}),
-    "int8-nncf": (Compression("INT8"), {}),
+    "fp32": ("fp32", {}),
+    "int8-old": ("int8-old", {}),
+    "int8-nncf": (NNCF_INT8, {}),
+    "int8-old-f32": ("int8-old", {"inference_precision": "f32"}),
     "int8-nncf-f32": ("int8-nncf", {"inference_precision": "f32"}),
-    "int8-nncf-kv-u8": ("int8-nncf", {"kv_cache_precision": "u8"}),
     "int4-asym-g64": (Compression("INT4", 64), {}),
     "int4-asym-g128": (Compression("INT4", 128), {}),
-    "int4-sym-g64": (Compression("INT4", 64, symmetric=True), {}),
     "int4-asym-g64-awq-se": (Compression("INT4", 64, awq=True, scale_estimation=True), {}),
+    "int4-sym-g64": (Compression("INT4", 64, symmetric=True), {}),
+    "fp32-bf16": ("fp32", {"inference_precision": "bf16"}),
+    "int8-nncf-kv-u8-f32": ("int8-nncf", {"inference_precision": "f32", "kv_cache_precision": "u8"}),
 }
 PROMPT = "Write a short story about a lighthouse keeper who finds a message in a bottle."
 
@@ -49,48 +58,72 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--runs", type=int, default=2)
     parser.add_argument("--out", default="precision")
-    parser.add_argument("--timed", help="comma-separated rows to time (default: all); the others keep their figures")
+    parser.add_argument("--rows", help="comma-separated rows to measure (default: all)")
+    parser.add_argument("--timed", help="comma-separated rows to time (default: all measured)")
     parser.add_argument("--time-only", action="store_true", help="time the rows of an earlier run's precision.json")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    if args.time_only:
-        rows = json.loads((out / "precision.json").read_text())
-        speed(args, rows, out)
-        (out / "precision.json").write_text(json.dumps(rows, indent=2) + "\n")
-        print(table(rows))
-        return
-    config = parse_config({"models_dir": args.models_dir})
-    where = locate(args.model, config, None)
+    results = out / "precision.json"
+    rows = json.loads(results.read_text()) if results.is_file() else {}
+    if not args.time_only:
+        measure(args, rows, results)
+    speed(args, rows, out)
+    results.write_text(json.dumps(rows, indent=2) + "\n")
+    print(table(rows))
+
+
+def measure(args: argparse.Namespace, rows: dict, results: Path) -> None:
+    exports = Path(args.models_dir) / "openvino"
+    fp32 = exports / args.model
+    directories = {"fp32": fp32, "int8-old": Path(args.old_int8) if args.old_int8 else None}
+    wanted = args.rows.split(",") if args.rows else list(VARIANTS)
+    reference = runtime.load(_request(args.model, fp32, {}))
+    harness = Harness(openvino_runner(reference), TextCodec(fp32, hint="export the model again").encode)
     progress = Progress("precision")
-    source = load_source(where.source_dir, progress)
-    directories, rows = {}, {}
-    if args.old_int8:
-        directories["int8-old"] = Path(args.old_int8)
-        VARIANTS["int8-old"] = ("int8-old", {})
-    for name, (compression, _) in VARIANTS.items():
-        if isinstance(compression, Compression):
-            directories[name] = where.root / f"{where.label}-{name}"
-            shutil.rmtree(directories[name], ignore_errors=True)
-            directories[name].mkdir(parents=True)
-            write_export(source, Location(where.source_dir, where.root, where.label, where.digest), compression,
-                         directories[name], progress)  # fmt: skip
-    for name, (compression, settings) in VARIANTS.items():
-        directory = directories[compression if isinstance(compression, str) else name]
-        handle = runtime.load(LoadRequest(args.model, "transformers", str(directory), True, "CPU", settings,
-                                          {"openvino_path": str(directory)}))  # fmt: skip
+    for name, (made, settings) in VARIANTS.items():
+        if isinstance(made, Compression):
+            directories[name] = _compressed(fp32, exports / f"{args.model}-{name}", made)
+        directory = directories[made if isinstance(made, str) else name]
+        if name not in wanted or directory is None:
+            continue
+        handle = runtime.load(_request(args.model, directory, settings))
         try:
-            figures = source.harness.compare(openvino_runner(handle)).record()
+            figures = harness.compare(openvino_runner(handle)).record()
             figures["properties"] = dict(handle.properties)
         finally:
             runtime.unload(handle)
         rows[name] = {"directory": str(directory), "settings": settings, "quality": figures}
-        progress.say(f"{name}: agreement {figures['agreement']:.1%}, KL {figures['kl']:.4f}")
-        (out / "precision.json").write_text(json.dumps(rows, indent=2) + "\n")
-    del source
-    speed(args, rows, out)
-    (out / "precision.json").write_text(json.dumps(rows, indent=2) + "\n")
-    print(table(rows))
+        progress.say(f"{name}: agreement {figures['agreement']:.1%}, KL {figures['kl']:.4g}")
+        results.write_text(json.dumps(rows, indent=2) + "\n")
+    runtime.unload(reference)
+
+
+def _request(model: str, directory: Path, settings: dict) -> LoadRequest:
+    return LoadRequest(model, "transformers", str(directory), True, "CPU", settings, {"openvino_path": str(directory)})
+
+
+def _compressed(fp32: Path, directory: Path, compression: Compression) -> Path:
+    """``directory``: the FP32 export's IR compressed as ``compression`` (kept when already written)."""
+    if (directory / MANIFEST).is_file():
+        return directory
+    from transformers import AutoTokenizer
+
+    shutil.rmtree(directory, ignore_errors=True)
+    shutil.copytree(fp32, directory, ignore=shutil.ignore_patterns("openvino_model.*", MANIFEST))
+    model = ov.Core().read_model(fp32 / XML)
+    if compression is NNCF_INT8:
+        import nncf
+
+        model = nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT8_ASYM)
+    else:
+        model = compress(model, compression, AutoTokenizer.from_pretrained(fp32))
+    ov.save_model(model, directory / XML)
+    manifest = json.loads((fp32 / MANIFEST).read_text())
+    manifest.update(precision=compression.precision, compression=compression.record(), validation=None)
+    manifest["files"] = file_records(directory, sorted(p.name for p in directory.iterdir() if p.is_file()))
+    write_manifest(directory, manifest)
+    return directory
 
 
 def speed(args: argparse.Namespace, rows: dict, out: Path) -> None:
@@ -98,18 +131,19 @@ def speed(args: argparse.Namespace, rows: dict, out: Path) -> None:
     base = {"prompt": PROMPT, "new_tokens": args.new_tokens, "runs": args.runs, "warmup": 1, "device": "cpu"}
     configs = out / "configs"
     configs.mkdir(exist_ok=True)
+    rows.pop("pytorch", None)
+    timed = args.timed.split(",") if args.timed else list(rows)
     reference = run_worker({**base, "model": args.model, "backend": "pytorch", "precision": "",
                             "config": _config(configs / "pytorch.yaml", args, {}, {})})  # fmt: skip
-    rows["pytorch"] = {"speed": reference}
-    timed = args.timed.split(",") if args.timed else list(rows)
     for name, row in rows.items():
-        if name == "pytorch" or name not in timed:
+        if name not in timed:
             continue
         alias = f"{args.model}-{name}"
         models = {alias: {"pytorch_path": str(Path(args.models_dir) / args.model), "openvino_path": row["directory"]}}
         config = _config(configs / f"{name}.yaml", args, models, row["settings"])
         row["speed"] = run_worker({**base, "model": alias, "backend": "openvino", "precision": "", "config": config})
         Progress("precision").say(f"{name}: {row['speed'].get('decode_tps') or row['speed']}")
+    rows["pytorch"] = {"speed": reference}
 
 
 def _config(path: Path, args: argparse.Namespace, models: dict, settings: dict) -> str:

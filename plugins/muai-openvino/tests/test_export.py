@@ -233,7 +233,7 @@ def test_a_damaged_or_missing_file_makes_the_export_out_of_date(store, tmp_path,
     def exporting(*args, **kwargs):
         raise ModelLoadError("injected: exporting again")
 
-    monkeypatch.setattr(pipeline, "_export", exporting)
+    monkeypatch.setattr(pipeline, "load_source", exporting)
     bin_file = cache / "gpt2" / BIN
     data = bytearray(bin_file.read_bytes())
     data[len(data) // 2] ^= 0xFF

@@ -110,3 +110,16 @@ def test_verify_an_export_against_pytorch(write_config, tmp_path, capsys):
     assert 0 <= report["figures"]["agreement"] <= 1 and report["figures"]["kl"] >= 0
     assert main(["--config", config, "verify", "tiny-llama", "--backends", "openvino,pytorch", "--tokens", "8"]) == 0
     assert "greedy agreement   100.0%" in capsys.readouterr().out  # FP32 is token for token PyTorch's
+
+
+def test_an_int4_export_prints_only_its_folder_on_stdout(store, tmp_path, capfd):
+    config = tmp_path / "system.yaml"
+    config.write_text(json.dumps({"models_dir": str(store / "models")}))
+    argv = ["--config", str(config), "export", "gpt2", "--precision", "INT4", "--group-size", "128", "--sym"]
+    assert main([*argv, "--awq", "--cache-dir", str(tmp_path / "ov")]) == 0
+    out, err = capfd.readouterr()  # the file descriptors: NNCF's logger holds the process's own stdout
+    assert out == f"{tmp_path / 'ov' / 'gpt2-int4'}\n"
+    assert "muai export: [5/5] INT4:" in err
+    manifest = json.loads((tmp_path / "ov" / "gpt2-int4" / MANIFEST).read_text())
+    assert manifest["compression"] == {"precision": "INT4", "group_size": 128, "symmetric": True, "ratio": 1.0,
+                                       "awq": True, "scale_estimation": False}  # fmt: skip
