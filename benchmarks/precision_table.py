@@ -44,7 +44,7 @@ VARIANTS = {
     "int4-asym-g128": (Compression("INT4", 128), {}),
     "int4-asym-g64-awq-se": (Compression("INT4", 64, awq=True, scale_estimation=True), {}),
     "int4-sym-g64": (Compression("INT4", 64, symmetric=True), {}),
-    "fp32-bf16": ("fp32", {"inference_precision": "bf16"}),
+    "fp32-bf16": ("fp32", {"inference_precision": "bf16", "attention": "stateful"}),  # paged: KV must be bf16
     "int8-nncf-kv-u8-f32": ("int8-nncf", {"inference_precision": "f32", "kv_cache_precision": "u8"}),
 }
 PROMPT = "Write a short story about a lighthouse keeper who finds a message in a bottle."
