@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from importlib import metadata
 from pathlib import Path
 
-from muai_core import __version__
+from muai_core import __version__, verify
 from muai_core.bench import report
 from muai_core.bench.levels import run_concurrency
 from muai_core.bench.levels_report import CONCURRENCY
@@ -28,13 +28,14 @@ from muai_core.manager import ModelManager
 from muai_core.model_source import models_dirs
 from muai_core.plugins import LOAD_PLUGINS_ENV, default_registry
 from muai_core.progress import Progress
+from muai_core.quality import summary
 from muai_core.serving import require_extra
 from muai_core.serving.settings import API_KEY_ENV
 
 EXIT_ERROR = 2
 #: ``--precision`` chooses between this backend's exports.
 PRECISION_BACKEND = "openvino"
-PRECISIONS = ("FP32", "FP16", "INT8")
+PRECISIONS = ("FP32", "FP16", "INT8", "INT4")
 #: ``muai serve`` hosts that only this machine reaches.
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
@@ -59,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument(
         "--precision",
         type=str.upper,
-        help="which OpenVINO export to run: FP32, FP16 or INT8 (implies --backend openvino)",
+        help="which OpenVINO export to run: FP32, FP16, INT8 or INT4 (implies --backend openvino)",
     )
     generate.add_argument("--max-new-tokens", type=int, default=64)
     generate.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
@@ -106,6 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     bench.add_argument("--out", default="bench-results", help="folder for bench.json, bench.md and bench.png")
     bench.set_defaults(func=cmd_bench)
+
+    verify.register(commands)
 
     serve = commands.add_parser("serve", help="an OpenAI-compatible HTTP server (needs muai-core[serve])")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine)")
@@ -213,7 +216,7 @@ def precision_backend(backend: str | None, precision: str) -> str:
     if precision not in PRECISIONS:
         raise ConfigurationError(
             f"--precision must be one of {', '.join(PRECISIONS)}, got {precision}",
-            hint="FP32 is the default export; INT8 is the smallest",
+            hint="FP32 is the default export; INT4 is the smallest, INT8 the next",
         )
     if backend not in (None, PRECISION_BACKEND):
         raise ConfigurationError(
@@ -368,7 +371,7 @@ def bench_targets(text: str) -> list[Target]:
             )
         if target.precision and target.precision not in PRECISIONS:
             raise ConfigurationError(
-                f"--backends: {item.strip()} has an unknown precision {target.precision}; use FP32, FP16 or INT8",
+                f"--backends: {item.strip()} has an unknown precision {target.precision}; use {', '.join(PRECISIONS)}",
                 hint=_TARGETS,
             )
         targets.append(target)
@@ -480,6 +483,10 @@ def cmd_explain(args: argparse.Namespace) -> int:
     for attempt in attempts:
         reason = f" - {attempt.reason}" if attempt.reason else ""
         print(f"  {attempt.backend:<10} {attempt.stage:<9} {attempt.outcome:<14} {attempt.seconds:.2f}s{reason}")
+    ok = attempts and attempts[-1].outcome == "ok"
+    quality = manager.get_model_info(args.model)["model_info"].get("quality") if ok else None
+    if isinstance(quality, dict):
+        print(f"quality against PyTorch: {summary(quality)}")
     if not attempts or attempts[-1].outcome != "ok":
         return EXIT_ERROR
     if attempts[-1].backend != plan.chain[0]:  # a fallback hides a problem with the first backend

@@ -21,6 +21,7 @@ import yaml
 
 from muai_core import locations
 from muai_core.errors import ConfigurationError, short_repr
+from muai_core.quality import QUALITY_BAR, parse_bar
 
 CONFIG_ENV = "MUAI_CONFIG"
 DEFAULT_CONFIG_PATH = "config/system.yaml"
@@ -182,9 +183,12 @@ def parse_config(data: Any, *, source: str | None = None) -> MuaiConfig:
         if "prompt_lookup" in entry:
             lookups[str(model)] = _prompt_lookup(entry.pop("prompt_lookup"), f"{key}.prompt_lookup{where}")
         for path_key, value in entry.items():
-            if not str(path_key).endswith("_path") or not isinstance(value, str) or not value:
+            if path_key == QUALITY_BAR:
+                parse_bar(value, f"{key}.{QUALITY_BAR}{where}")
+            elif not str(path_key).endswith("_path") or not isinstance(value, str) or not value:
                 raise ConfigurationError(
-                    f"{key}.{path_key}{where} must be a '<backend>_path: directory' entry, got {short_repr(value)}",
+                    f"{key}.{path_key}{where} must be a '<backend>_path: directory' entry, prompt_lookup or "
+                    f"{QUALITY_BAR}, got {short_repr(value)}",
                     hint="e.g. pytorch_path: models/gpt2 and openvino_path: models/openvino/gpt2, or prompt_lookup: 8",
                 )
         models[str(model)] = MappingProxyType(dict(entry))

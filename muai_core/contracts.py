@@ -34,7 +34,7 @@ class LoadRequest:
     """Everything a backend needs to load one model.
 
     ``source`` is a local directory when ``is_local``, else a Hugging Face hub id.
-    ``paths`` holds the model's ``models.<name>`` config entries (e.g. ``openvino_path``).
+    ``paths`` holds the model's ``models.<name>`` config entries (e.g. ``openvino_path``, ``quality_bar``).
     ``settings`` is the backend's own config section (``backend.<name>``).
     ``models_dir`` is the models directory the model is filed under; files a backend derives from the model
     (exports, compiled caches) belong in a folder of its own under it, e.g. ``{models_dir}/openvino``.
@@ -46,7 +46,7 @@ class LoadRequest:
     is_local: bool
     device: str
     settings: Mapping[str, Any] = field(default_factory=dict)
-    paths: Mapping[str, str] = field(default_factory=dict)
+    paths: Mapping[str, Any] = field(default_factory=dict)
     models_dir: str = "models"
 
     def require_model_type(self, supported: tuple[str, ...], backend: str) -> None:

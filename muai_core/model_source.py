@@ -33,7 +33,7 @@ class ModelSource:
     name: str
     source: str
     is_local: bool
-    paths: Mapping[str, str] = field(default_factory=dict)
+    paths: Mapping[str, Any] = field(default_factory=dict)
     models_dir: str = "models"
     searched: tuple[str, ...] = ()
 

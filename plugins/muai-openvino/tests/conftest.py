@@ -12,14 +12,14 @@ from muai_openvino.export.pipeline import export_model
 from muai_pytorch.testing import build_tiny_model, build_tiny_seq2seq_model
 
 MODELS = {"gpt2": "gpt2", "tiny-llama": "llama"}
-PRECISIONS = ("FP32", "FP16", "INT8")
+PRECISIONS = ("FP32", "FP16", "INT8", "INT4")
 #: Encoder-decoder models of ``seq2seq_store`` and the precisions each is exported at.
-SEQ2SEQ_MODELS = {"t5": PRECISIONS, "bart": ("FP32",)}
+SEQ2SEQ_MODELS = {"t5": ("FP32", "FP16", "INT8"), "bart": ("FP32",)}
 
 
 @pytest.fixture(scope="session")
 def store(tmp_path_factory) -> Path:
-    """``models/{name}`` for each tiny model and ``models/openvino/{name}[-int8|-fp16]`` exports."""
+    """``models/{name}`` for each tiny model and ``models/openvino/{name}[-fp16|-int8|-int4]`` exports."""
     root = tmp_path_factory.mktemp("store")
     for name, arch in MODELS.items():
         build_tiny_model(root / "models" / name, arch)

@@ -27,7 +27,9 @@ REPO = Path(__file__).resolve().parents[3]
 
 
 @pytest.mark.parametrize("name", ["gpt2", "tiny-llama"])
-@pytest.mark.parametrize(("precision", "folder"), [("FP32", ""), ("FP16", "-fp16"), ("INT8", "-int8")])
+@pytest.mark.parametrize(
+    ("precision", "folder"), [("FP32", ""), ("FP16", "-fp16"), ("INT8", "-int8"), ("INT4", "-int4")]
+)
 def test_export_writes_a_complete_stateful_ir(store, name, precision, folder):
     directory = store / "models" / "openvino" / f"{name}{folder}"
     assert all((directory / file).is_file() for file in REQUIRED)
@@ -35,9 +37,12 @@ def test_export_writes_a_complete_stateful_ir(store, name, precision, folder):
     assert (manifest["precision"], manifest["stateful"]) == (precision, True)
     assert manifest["source_sha256"] == source_digest(store / "models" / name)
     assert manifest["versions"]["openvino"] and manifest["versions"]["torch"].startswith("2.13.0")
+    quality = manifest["validation"]["quality"]
+    assert (quality["prompts"], quality["tokens"], len(quality["per_prompt"])) == (18, 64, 18)
     if precision == "FP32":
         assert manifest["validation"]["max_abs_diff"] <= 1e-3
-        assert manifest["validation"]["token_agreement"] == 1.0
+        assert (quality["agreement"], quality["first_divergence"]) == (1.0, 64)
+        assert quality["kl"] < 1e-4 and quality["inference_precision"] == "f32"
     model = ov.Core().read_model(directory / XML)
     ops = {op.get_type_name() for op in model.get_ops()}
     assert {"ReadValue", "Assign", "ScaledDotProductAttention"} <= ops
@@ -45,11 +50,16 @@ def test_export_writes_a_complete_stateful_ir(store, name, precision, folder):
     assert [p.get_any_name() for p in model.outputs] == ["logits"]
 
 
-def test_int8_weights_are_smaller(store):
+def test_int8_and_int4_weights_are_smaller(store):
     root = store / "models" / "openvino"
-    fp32, int8 = ((root / d / BIN).stat().st_size for d in ("tiny-llama", "tiny-llama-int8"))
-    assert int8 < fp32
-    assert json.loads((root / "tiny-llama-int8" / MANIFEST).read_text())["int8_weights"] >= 2  # embeddings, lm_head
+    fp32, int8, int4 = ((root / d / BIN).stat().st_size for d in ("tiny-llama", "tiny-llama-int8", "tiny-llama-int4"))
+    assert int4 < int8 < fp32
+    model = ov.Core().read_model(root / "tiny-llama-int4" / XML)
+    types = {op.get_element_type().get_type_name() for op in model.get_ops() if op.get_type_name() == "Constant"}
+    assert {"u4", "u8"} <= types  # INT4 layers, and the embeddings and last layer in INT8
+    manifest = json.loads((root / "tiny-llama-int4" / MANIFEST).read_text())
+    assert manifest["compression"] == {"precision": "INT4", "group_size": 64, "symmetric": False, "ratio": 1.0,
+                                       "awq": False, "scale_estimation": False}  # fmt: skip
 
 
 def test_second_export_is_skipped_and_force_redoes_it(store, tmp_path):
@@ -81,8 +91,8 @@ def test_unknown_model_and_precision_are_clear_errors(store, tmp_path):
     with pytest.raises(ModelLoadError) as info:
         export_model("gtp2", config, "FP32", str(tmp_path))
     assert info.value.hint.startswith("did you mean gpt2? get it first: muai pull gtp2")
-    with pytest.raises(ValueError, match="precision must be one of FP32, FP16, INT8"):
-        export_model("gpt2", config, "INT4", str(tmp_path))
+    with pytest.raises(ValueError, match="precision must be one of FP32, FP16, INT8, INT4"):
+        export_model("gpt2", config, "INT2", str(tmp_path))
 
 
 def test_the_design_export_script_runs_as_written(store, tmp_path):
@@ -223,7 +233,7 @@ def test_a_damaged_or_missing_file_makes_the_export_out_of_date(store, tmp_path,
     def exporting(*args, **kwargs):
         raise ModelLoadError("injected: exporting again")
 
-    monkeypatch.setattr(pipeline, "_export", exporting)
+    monkeypatch.setattr(pipeline, "load_source", exporting)
     bin_file = cache / "gpt2" / BIN
     data = bytearray(bin_file.read_bytes())
     data[len(data) // 2] ^= 0xFF

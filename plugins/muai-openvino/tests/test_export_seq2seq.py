@@ -10,8 +10,10 @@ import openvino as ov
 import pytest
 
 from muai_core import ModelManager
+from muai_core.cli import main
 from muai_core.config import parse_config
 from muai_core.errors import ModelLoadError
+from muai_core.quality import Bar
 from muai_openvino.export.pipeline import export_model
 from muai_openvino.export_layout import (
     DECODER_BIN,
@@ -34,7 +36,7 @@ def test_export_writes_an_encoder_and_a_stateful_decoder(seq2seq_store, name, pr
     assert (manifest["precision"], manifest["stateful"], manifest["encoder_decoder"]) == (precision, True, True)
     assert set(SEQ2SEQ_REQUIRED) - {MANIFEST} <= set(manifest["files"])
     if precision == "FP32":
-        assert manifest["validation"]["max_abs_diff"] <= 1e-3 and manifest["validation"]["token_agreement"] == 1.0
+        assert manifest["validation"]["max_abs_diff"] <= 1e-3 and manifest["validation"]["quality"]["agreement"] == 1.0
     core = ov.Core()
     encoder, decoder = core.read_model(directory / ENCODER_XML), core.read_model(directory / DECODER_XML)
     layers = 2
@@ -102,3 +104,21 @@ def _config(store) -> str:
     path = store / "system.yaml"
     path.write_text(f"models_dir: {store / 'models'}\n")
     return str(path)
+
+
+def test_data_aware_int4_is_refused_for_an_encoder_decoder_model(seq2seq_store, tmp_path, capsys):
+    config = tmp_path / "system.yaml"
+    config.write_text(json.dumps({"models_dir": str(seq2seq_store / "models")}))
+    argv = ["--config", str(config), "export", "t5", "--precision", "INT4", "--awq", "--cache-dir", str(tmp_path)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "--awq and --scale-estimation calibrate decoder-only models" in err and "drop --awq" in err
+    assert not (tmp_path / "t5-int4").exists()
+
+
+def test_an_encoder_decoder_export_has_no_kl_so_a_kl_bar_refuses_it(seq2seq_store):
+    manifest = json.loads((seq2seq_store / "models" / "openvino" / "t5-int8" / MANIFEST).read_text())
+    quality = manifest["validation"]["quality"]
+    assert quality["kl"] is None and quality["prompts"] == 1 and 0 <= quality["agreement"] <= 1
+    assert Bar(max_kl=1.0).failures(quality) == ["KL unmeasured > max_kl 1.0"]
+    assert Bar(min_agreement=0.0).failures(quality) == []

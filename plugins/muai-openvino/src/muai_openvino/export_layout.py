@@ -10,6 +10,7 @@ from typing import Any
 from muai_core.contracts import LoadRequest
 from muai_core.errors import ConfigurationError, ModelLoadError
 from muai_core.model_source import HUB_ID, json_object
+from muai_core.quality import QUALITY_BAR, parse_bar
 from muai_core.seq2seq import is_encoder_decoder
 
 XML = "openvino_model.xml"
@@ -33,7 +34,7 @@ def required_files(directory: Path) -> tuple[str, ...]:
 
 
 def ir_dir(request: LoadRequest, cache_dir: str, precision: str) -> Path:
-    """``models.<name>.openvino_path`` from the config, else ``{cache_dir}/{name}`` (FP32) or ``{name}-int8``.
+    """``models.<name>.openvino_path`` from the config, else ``{cache_dir}/{name}`` (FP32) or e.g. ``{name}-int4``.
 
     The latter must not lead outside ``cache_dir`` through a link.
     """
@@ -115,3 +116,29 @@ def _check_sizes(directory: Path, files: object, command: str) -> None:
                 f"{entry} has {entry.stat().st_size} bytes, the export wrote {size}",
                 hint=f"the export is damaged; export again: {command}",
             )
+
+
+def export_quality(manifest: dict[str, Any]) -> dict[str, Any] | None:
+    """The figures the export measured against PyTorch (per prompt left out); None for an unmeasured export."""
+    validation = manifest.get("validation")
+    quality = validation.get("quality") if isinstance(validation, dict) else None
+    if not isinstance(quality, dict):
+        return None
+    return {key: value for key, value in quality.items() if key != "per_prompt"}
+
+
+def check_quality_bar(request: LoadRequest, manifest: dict[str, Any], directory: Path) -> None:
+    """A ``ModelLoadError`` (the resolver then falls back) when the export misses ``models.<name>.quality_bar``."""
+    if QUALITY_BAR not in request.paths:
+        return
+    key = f"models.{request.model_name}.{QUALITY_BAR}"
+    bar = parse_bar(request.paths[QUALITY_BAR], key)
+    missed = bar.failures(export_quality(manifest) or {})
+    if missed:
+        precision = manifest.get("precision", "?")
+        flags = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in bar.record().items())
+        raise ModelLoadError(
+            f"the {precision} export of '{request.model_name}' in {directory} misses {key}: {'; '.join(missed)}",
+            hint=f"export the cheapest precision that meets it: muai export {request.model_name} --auto {flags} "
+            f"(and set backend.openvino.precision to the one it keeps), or lower the bar",
+        )

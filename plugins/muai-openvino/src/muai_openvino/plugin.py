@@ -9,7 +9,9 @@ from typing import Any
 from muai_core import hookimpl
 from muai_core.availability import modules_import
 from muai_core.contracts import Availability, GenerationRequest, GenerationResult, LoadRequest
+from muai_core.errors import ModelLoadError
 from muai_openvino import commands, generation, runtime
+from muai_openvino.export_layout import check_quality_bar, export_quality
 from muai_openvino.paged import paged_stats
 from muai_openvino.settings import check_settings
 
@@ -25,7 +27,13 @@ class OpenVINOBackend:
 
     @hookimpl
     def muai_load_model(self, request: LoadRequest) -> runtime.OpenVINOModel:
-        return runtime.load(request)
+        handle = runtime.load(request)
+        try:
+            check_quality_bar(request, handle.manifest, handle.directory)
+        except ModelLoadError:
+            runtime.unload(handle)
+            raise
+        return handle
 
     @hookimpl
     def muai_check_settings(self, settings: Mapping[str, Any]) -> None:
@@ -52,6 +60,7 @@ class OpenVINOBackend:
             "precision": model.manifest.get("precision"),
             "inference_precision": model.properties.get("INFERENCE_PRECISION_HINT", "f32"),
             "stateful": bool(model.manifest.get("stateful")),
+            "quality": export_quality(model.manifest),
             "attention": "stateful" if model.paged_cache is None else "paged",
             "batching": paged_stats(model),
             "ir_path": str(model.directory),

@@ -34,7 +34,7 @@ KEYS = (
     "max_waiting",
     "prefix_cache",
 )
-PRECISIONS = ("FP32", "FP16", "INT8")
+PRECISIONS = ("FP32", "FP16", "INT8", "INT4")
 HINTS = ("LATENCY", "THROUGHPUT", "CUMULATIVE_THROUGHPUT")
 KV_PRECISIONS = ("f32", "f16", "u8")
 INFERENCE_PRECISIONS = ("f32", "bf16", "f16")
@@ -107,7 +107,7 @@ def parse_settings(device: str, section: Mapping[str, Any]) -> OpenVINOSettings:
     if precision not in PRECISIONS:
         raise ConfigurationError(
             f"backend.openvino.precision must be one of {', '.join(PRECISIONS)}, got {precision!r}",
-            hint="FP32 is the default export; INT8 is the smallest",
+            hint="FP32 is the default export; INT4 is the smallest, INT8 the next",
         )
     mmap = section.get("mmap", True)
     if not isinstance(mmap, bool):

@@ -25,8 +25,9 @@ from muai_core.inventory import close_names, installed_models
 from muai_core.model_source import check_model_dir, resolve_model
 from muai_core.plugins import default_registry
 from muai_core.progress import Progress
+from muai_core.quality import Harness, summary
 from muai_core.staging import staged_directory, target_lock
-from muai_openvino.export.compress import compress_int8
+from muai_openvino.export.compress import Compression, compress
 from muai_openvino.export_layout import (
     DECODER_XML,
     ENCODER_XML,
@@ -52,6 +53,34 @@ class ExportResult:
     skipped: bool
 
 
+@dataclass(frozen=True)
+class Location:
+    """Where a model's exports come from and go: its directory, the exports root, its label and digest."""
+
+    source_dir: Path
+    root: Path
+    label: str
+    digest: str
+
+
+@dataclass
+class Source:
+    """The source model loaded once, traced once, for every precision an export writes or tries."""
+
+    directory: Path
+    model: Any
+    tokenizer: Any
+    #: The reference the export is measured against; None for an encoder-decoder model (one prompt's logits
+    #: and greedy tokens are compared instead: the harness runs decoder-only models).
+    harness: Harness | None
+    #: IR file name -> the traced stateful ``openvino.Model`` (two for an encoder-decoder model).
+    ov_models: dict[str, Any]
+
+    @property
+    def encoder_decoder(self) -> bool:
+        return self.harness is None
+
+
 def export_model(
     name: str,
     config: MuaiConfig,
@@ -59,14 +88,36 @@ def export_model(
     cache_dir: str | None = None,
     *,
     force: bool = False,
+    compression: Compression | None = None,
 ) -> ExportResult:
     """Export model ``name`` (a configured name, ``models/{name}`` or a local directory).
 
+    ``compression`` holds the INT4 options (group size, ...); its precision wins over ``precision``.
     Steps are reported on stderr; the directory is not (``muai export`` prints it once, on stdout).
     """
-    precision = precision.upper()
+    precision = (compression.precision if compression else precision).upper()
     if precision not in PRECISIONS:
         raise ConfigurationError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    compression = compression or Compression(precision)
+    where = locate(name, config, cache_dir)
+    target = where.root / ir_dir_name(where.label, precision)
+    progress = Progress("muai export", steps=STEPS)
+    existing = None if force else _up_to_date(target, where.digest, compression)
+    if existing is None:
+        waiting = f"another export to {target} is running; waiting for it to finish"
+        with target_lock(target, on_wait=lambda: progress.say(waiting), hint=WRITABLE):
+            existing = None if force else _up_to_date(target, where.digest, compression)  # a wait may have made it
+            if existing is None:
+                with staged_directory(target, MANIFEST, hint=WRITABLE) as staging, _library_bars(progress):
+                    source = load_source(where.source_dir, progress)
+                    manifest = write_export(source, where, compression, staging, progress)
+                return ExportResult(target, manifest, skipped=False)
+    progress.say(f"{where.label} {precision} is up to date (same source and compression); use --force to export again")
+    return ExportResult(target, existing, skipped=True)
+
+
+def locate(name: str, config: MuaiConfig, cache_dir: str | None) -> Location:
+    """The local model ``name`` and the folder its exports go to; our errors when there is none."""
     source = resolve_model(name, config)
     if not source.is_local:
         installed = [model.name for model in installed_models(config)]
@@ -86,69 +137,67 @@ def export_model(
     if os.path.lexists(root) and not root.is_dir():
         raise ConfigurationError(f"the export folder {root} is not a directory", hint=WRITABLE)
     label = model_label(name, source.source, source.is_local)
-    target = root / ir_dir_name(label, precision)
-    digest = source_digest(source_dir)
-    progress = Progress("muai export", steps=STEPS)
-    existing = None if force else _up_to_date(target, digest, precision)
-    if existing is None:
-        waiting = f"another export to {target} is running; waiting for it to finish"
-        with target_lock(target, on_wait=lambda: progress.say(waiting), hint=WRITABLE):
-            existing = None if force else _up_to_date(target, digest, precision)  # a finished wait may have made it
-            if existing is None:
-                with staged_directory(target, MANIFEST, hint=WRITABLE) as staging, _library_bars(progress):
-                    manifest = _export(source_dir, label, precision, staging, digest, progress)
-                return ExportResult(target, manifest, skipped=False)
-    progress.say(f"{label} {precision} is up to date (same source and precision); use --force to export again")
-    return ExportResult(target, existing, skipped=True)
+    return Location(source_dir, root, label, source_digest(source_dir))
 
 
-def _export(
-    source_dir: Path, name: str, precision: str, staging: Path, digest: str, progress: Progress
-) -> dict[str, Any]:
-    import openvino as ov
+def load_source(source_dir: Path, progress: Progress) -> Source:
     from transformers import AutoTokenizer
 
-    from muai_openvino.export.validate import validate
+    from muai_openvino.export.validate import torch_harness
 
-    started = time.perf_counter()
     progress.step(f"loading {source_dir} with PyTorch")
     model, seq2seq = _torch_model(source_dir)
     tokenizer = AutoTokenizer.from_pretrained(source_dir, trust_remote_code=False)
     progress.step("tracing and converting to a stateful OpenVINO model")
     ov_models = _convert(model, seq2seq)
+    harness = None if seq2seq else torch_harness(model, tokenizer)
+    return Source(source_dir, model, tokenizer, harness, ov_models)
+
+
+def write_export(
+    source: Source, where: Location, compression: Compression, staging: Path, progress: Progress
+) -> dict[str, Any]:
+    """Write the IR at ``compression`` into ``staging`` with its manifest, and measure it against PyTorch."""
+    import openvino as ov
+
+    from muai_openvino.export.validate import validate, validate_seq2seq
+
+    precision = compression.precision
+    started = time.perf_counter()
     progress.step(f"writing {precision} IR")
-    compressed = 0
-    for file, ov_model in ov_models.items():
-        compressed += compress_int8(ov_model) if precision == "INT8" else 0
-        ov.save_model(ov_model, staging / file, compress_to_fp16=precision == "FP16")
-    tokenizer.save_pretrained(staging)
+    for file, ov_model in source.ov_models.items():
+        compressed = compress(ov_model.clone(), compression, source.tokenizer, source.encoder_decoder)
+        ov.save_model(compressed, staging / file, compress_to_fp16=precision == "FP16")
+    source.tokenizer.save_pretrained(staging)
     for file in COPIED:
-        if (source_dir / file).is_file():
-            shutil.copy2(source_dir / file, staging / file)
+        if (source.directory / file).is_file():
+            shutil.copy2(source.directory / file, staging / file)
     manifest = {
         "format": 1,
-        "name": name,
-        "source": str(source_dir),
-        "source_sha256": digest,
+        "name": where.label,
+        "source": str(source.directory),
+        "source_sha256": where.digest,
         "precision": precision,
         "stateful": True,
-        **({"encoder_decoder": True} if seq2seq else {}),
-        "int8_weights": compressed,
+        **({"encoder_decoder": True} if source.encoder_decoder else {}),
+        "compression": compression.record(),
         "files": file_records(staging, sorted(p.name for p in staging.iterdir() if p.is_file())),
         "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "versions": {pkg: _version(pkg) for pkg in ("openvino", "torch", "transformers", "muai-openvino")},
+        "versions": {pkg: _version(pkg) for pkg in ("openvino", "nncf", "torch", "transformers", "muai-openvino")},
     }
-    _write_manifest(staging, manifest)
-    progress.step("validating against PyTorch")
-    check = validate(staging, name, precision, model, tokenizer)
+    write_manifest(staging, manifest)
+    harness = source.harness
+    if harness is None:
+        progress.step("comparing with PyTorch on one prompt (encoder-decoder)")
+        check = validate_seq2seq(staging, where.label, precision, source.model, source.tokenizer)
+    else:
+        progress.step(f"measuring against PyTorch ({len(harness.prompts)} prompts, {harness.tokens} tokens each)")
+        check = validate(staging, where.label, precision, harness)
     manifest["validation"] = check.as_dict()
     manifest["export_seconds"] = round(time.perf_counter() - started, 2)
-    _write_manifest(staging, manifest)
-    size = sum((staging / file).with_suffix(".bin").stat().st_size for file in ov_models) / 2**20
-    progress.step(
-        f"{precision}: {size:.0f} MiB of weights, max abs logit diff {check.max_abs_diff:.2e}, "
-        f"greedy tokens agree {check.token_agreement:.0%} ({check.tokens_compared} compared)"
-    )
+    write_manifest(staging, manifest)
+    size = sum((staging / file).with_suffix(".bin").stat().st_size for file in source.ov_models) / 2**20
+    progress.step(f"{precision}: {size:.0f} MiB of weights; against PyTorch: {summary(check.quality)}")
     return manifest
 
 
@@ -196,11 +245,11 @@ def file_records(directory: Path, names: list[str]) -> dict[str, dict[str, Any]]
     return records
 
 
-def _up_to_date(directory: Path, digest: str, precision: str) -> dict[str, Any] | None:
-    """The manifest of an export of this source at this precision whose files are all as written, else None."""
+def _up_to_date(directory: Path, digest: str, compression: Compression) -> dict[str, Any] | None:
+    """The manifest of an export of this source and compression whose files are all as written, else None."""
     manifest = _manifest(directory)
     files = manifest.get("files")
-    if manifest.get("source_sha256") != digest or manifest.get("precision") != precision:
+    if manifest.get("source_sha256") != digest or manifest.get("compression") != compression.record():
         return None
     if not isinstance(files, dict) or not set(required_files(directory)) - {MANIFEST} <= set(files):
         return None
@@ -226,7 +275,7 @@ def _manifest(directory: Path) -> dict[str, Any]:
     return manifest if isinstance(manifest, dict) else {}
 
 
-def _write_manifest(directory: Path, manifest: dict[str, Any]) -> None:
+def write_manifest(directory: Path, manifest: dict[str, Any]) -> None:
     (directory / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
 
 
