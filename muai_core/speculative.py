@@ -142,7 +142,9 @@ class _Draft:
     def timed(self, width: int, seconds: float) -> None:
         if width == 1:
             self._plain = seconds if self._plain is None else 0.8 * self._plain + 0.2 * seconds
-        elif self._plain is not None:
+        elif self._plain is None:  # every step so far was wide (a draft proposes each round): an upper bound
+            self._plain = seconds
+        else:
             extra = max(0.0, (seconds - self._plain) / (width - 1))
             self._extra = 0.8 * self._extra + 0.2 * extra if self._extra else extra
 
@@ -201,11 +203,13 @@ def speculative_tokens(
                 penalty.saw(token)
             source.append(token)
             index += 1
+            hit = token == candidate
+            if hit:  # counted before the yield: generation may end there
+                accepted += 1
+                stats.accepted += 1
             yield token
-            if token != candidate:
+            if not hit:
                 break
-            accepted += 1
-            stats.accepted += 1
         if candidates:
             draft.update(len(candidates), accepted)
             if accepted < len(candidates):
