@@ -81,7 +81,7 @@ class Drafts:
             return draft.backend.decode_step(draft.handle, longest, cancel)
 
         def unused(reason: str) -> None:
-            self.unused(target.name, draft.name, f"{reason} ({draft.backend_name})")
+            self.unused(target.name, draft.name, f"{reason} (the draft runs on {draft.backend_name})")
 
         return DraftModel(draft.name, open_step, unused)
 
