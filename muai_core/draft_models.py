@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from muai_core.contracts import GenerationRequest
 from muai_core.drafting import DraftModel
-from muai_core.errors import BackendError, ConfigurationError, InvalidInputError, first_line
+from muai_core.errors import BackendError, ConfigurationError, InvalidInputError, ModelLoadError, first_line
 from muai_core.resolver import USER_ERRORS, LoadedModel
 
 if TYPE_CHECKING:
@@ -46,7 +46,10 @@ class Drafts:
                 hint="name a smaller model with the same tokenizer, or turn the draft off with draft=''",
             )
         manager = self._manager
-        source = manager.plan(name).source
+        try:
+            source = manager.plan(name).source
+        except ModelLoadError as exc:
+            raise error(f"{where}: {exc.message}", hint=exc.raw_hint) from exc
         if not source.found and name not in manager.config.models:
             looked = ", ".join(source.searched) or "the models directory"
             raise error(

@@ -69,6 +69,8 @@ def test_a_draft_is_checked(drafted, tiny_models, tmp_path):
         drafted.generate("llama", "hi", draft="llama")
     with pytest.raises(InvalidInputError, match=r"draft='nowhere' names 'nowhere', which is no model here"):
         drafted.generate("llama", "hi", draft="nowhere")
+    with pytest.raises(InvalidInputError, match=r"draft='\.\./x': model '\.\./x' is not a directory"):
+        drafted.generate("llama", "hi", draft="../x")
     other = tmp_path / "other-tokenizer"
     shutil.copytree(tiny_models["gpt2"], other)
     build_tokenizer(other, vocab_size=384, seq2seq=True)  # the same size, other tokens
