@@ -13,6 +13,22 @@ than for one, whose rounding can flip a near tie (as in a batch of several seque
 tokens after the first over the time from the first to the last. genai's rows (``prompt_lookup=True``, the
 same ``num_assistant_tokens`` and n-gram size, the same inference precision) need
 openvino-genai and openvino-tokenizers.
+
+Draft-model mode (PyTorch, speed only), built offline from the model's tokenizer:
+
+    python benchmarks/speculative.py smollm2-135m --draft truncated [--target-layers 6] [--target-hidden 768]
+    python benchmarks/speculative.py smollm2-135m --draft model
+
+The target is a random LLaMA of ``--target-layers`` x ``--target-hidden`` with the model's tokenizer; the
+draft is either the target's first ``--draft-layers`` layers with its embeddings, norm and head
+(``truncated``), or the model itself (``model``: SmolLM2-135M). Every prompt runs greedy, EOS ignored, plain
+and with the draft, interleaved; it prints decode tok/s, the acceptance rate and tokens per verify call. What
+the acceptance rate means here: the target's weights are random, so its greedy choices are not language. The
+real model as draft predicts language and is almost never right: its rate (near 0) measures the overhead of
+drafting and how fast the adaptive count stops proposing. The truncated draft agrees often only because in a
+random pre-norm network the token's embedding dominates the residual stream, so a few random layers change
+little: its rate says how alike two random networks are, nothing about text. The speed is what a draft of
+that cost at that rate gives, and tokens are identical to plain decoding's in every run.
 """
 
 from __future__ import annotations
@@ -20,6 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import shutil
 import statistics
 import sys
 import tempfile
@@ -127,6 +144,72 @@ def run_genai(args, precision: str, prompts: tuple[str, ...], scratch: Path) -> 
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def build_pair(tokenizer_dir: Path, root: Path, layers: int, hidden: int, draft_layers: int) -> None:
+    """``root/target``: a random LLaMA with the tokenizer of ``tokenizer_dir``; ``root/truncated``: its first
+    ``draft_layers`` layers with the same embeddings, final norm and head."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    heads = hidden // 64
+    shape = dict(vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=hidden * 8 // 3 // 64 * 64,
+                 num_attention_heads=heads, num_key_value_heads=max(1, heads // 3), max_position_embeddings=2048,
+                 tie_word_embeddings=True, bos_token_id=tokenizer.bos_token_id,
+                 eos_token_id=tokenizer.eos_token_id)  # fmt: skip
+    torch.manual_seed(0)
+    target = LlamaForCausalLM(LlamaConfig(num_hidden_layers=layers, **shape)).eval()
+    draft = LlamaForCausalLM(LlamaConfig(num_hidden_layers=draft_layers, **shape)).eval()
+    draft.load_state_dict(target.state_dict(), strict=False)  # the layers past draft_layers are left out
+    for name, model in (("target", target), ("truncated", draft)):
+        model.save_pretrained(root / name)
+        tokenizer.save_pretrained(root / name)
+
+
+def run_draft(args) -> int:
+    """Draft-model mode: plain greedy against the draft on a random target (see the module's docstring)."""
+    import yaml
+
+    from muai_core.config import load_config
+    from muai_core.model_source import resolve_model
+
+    tokenizer_dir = Path(resolve_model(args.model, load_config()).source)
+    root = Path(tempfile.mkdtemp(prefix="muai-draft-"))
+    build_pair(tokenizer_dir, root, args.target_layers, args.target_hidden, args.draft_layers)
+    draft = "truncated" if args.draft == "truncated" else "model"
+    models = {
+        "target": {"pytorch_path": str(root / "target"), "draft": draft, "draft_tokens": args.lookup},
+        "truncated": {"pytorch_path": str(root / "truncated")},
+        "model": {"pytorch_path": str(tokenizer_dir)},
+    }
+    (root / "system.yaml").write_text(yaml.safe_dump({"models": models}))
+    manager = ModelManager(backend="pytorch", config_path=str(root / "system.yaml"), monitor=PerformanceMonitor())
+    manager.generate("target", "warm up", max_new_tokens=8)
+    kwargs = dict(max_new_tokens=args.new_tokens, ignore_eos=True)
+    rows = []
+    for index in range(args.rounds):
+        for prompt in GROUNDED + OPEN:
+            got = {}
+            for mode in ("", draft)[:: -1 if index % 2 else 1]:
+                got[mode] = manager.generate_result("target", prompt, draft=mode, **kwargs)
+            rows.append((got[""], got[draft]))
+    calls = sum(fast.verify_calls for _, fast in rows)
+    accepted, proposed = sum(fast.accepted_tokens for _, fast in rows), sum(fast.draft_tokens for _, fast in rows)
+    report = {
+        "target": f"random llama {args.target_layers} layers x {args.target_hidden}",
+        "draft": f"its first {args.draft_layers} layer(s)" if draft == "truncated" else f"{args.model}",
+        "plain_tps": round(statistics.median(decode_rate(plain) for plain, _ in rows), 1),
+        "draft_tps": round(statistics.median(decode_rate(fast) for _, fast in rows), 1),
+        "speedup": _spread([decode_rate(fast) / decode_rate(plain) for plain, fast in rows]),
+        "acceptance_rate": round(accepted / proposed, 3) if proposed else None,
+        "tokens_per_verify": round((accepted + calls) / calls, 2) if calls else None,
+        "identical_tokens": f"{sum(p.token_ids == f.token_ids for p, f in rows)}/{len(rows)} runs",
+        "unused": manager.get_model_info("target")["draft"]["unused"],
+    }
+    print(json.dumps(report, indent=2))
+    shutil.rmtree(root, ignore_errors=True)
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model")
@@ -139,7 +222,13 @@ def main() -> int:
         "--inference-precision", default="f32", help="f32 (the default) or '' for the CPU's choice (bf16 on some)"
     )
     parser.add_argument("--out", default="bench-results/speculative.json")
+    parser.add_argument("--draft", choices=("truncated", "model"), help="draft-model mode (see above)")
+    parser.add_argument("--target-layers", type=int, default=6)
+    parser.add_argument("--target-hidden", type=int, default=768)
+    parser.add_argument("--draft-layers", type=int, default=1)
     args = parser.parse_args()
+    if args.draft:
+        return run_draft(args)
     precisions = args.precisions.split(",")
     managers = {}
     for precision in precisions:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from typing import Any
 
 import pluggy
@@ -57,6 +59,12 @@ class Backend:
     def generate(self, handle: Any, request: GenerationRequest) -> GenerationResult:
         result = self._call("muai_generate", model=handle, request=request)
         return self._checked("muai_generate", result, GenerationResult)
+
+    def decode_step(self, handle: Any, longest: int, cancel: threading.Event | None) -> AbstractContextManager | None:
+        """A decode step on the model (``muai_decode_step``); None where the plugin lacks the hook or says none."""
+        if "muai_decode_step" not in self._impls:
+            return None
+        return self._call("muai_decode_step", model=handle, longest=longest, cancel=cancel)
 
     def unload(self, handle: Any) -> None:
         self._call("muai_unload_model", model=handle)

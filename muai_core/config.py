@@ -58,6 +58,9 @@ class MuaiConfig:
     serve: Mapping[str, Any] = field(default_factory=dict)
     #: ``models.<name>.prompt_lookup``: the model's default for the generation argument of that name.
     prompt_lookup: Mapping[str, int] = field(default_factory=dict)
+    #: ``models.<name>.draft`` and ``models.<name>.draft_tokens``: the model's defaults for those generation arguments.
+    drafts: Mapping[str, str] = field(default_factory=dict)
+    draft_tokens: Mapping[str, int] = field(default_factory=dict)
 
     def backend_settings(self, backend: str) -> Mapping[str, Any]:
         return self.backends.get(backend, MappingProxyType({}))
@@ -176,20 +179,27 @@ def parse_config(data: Any, *, source: str | None = None) -> MuaiConfig:
         key = f"model_overrides.{model}"
         overrides[str(model)] = (_name(choice, key, where),) if isinstance(choice, str) else _names(choice, key, where)
 
-    models, lookups = {}, {}
+    models, lookups, drafts, draft_tokens = {}, {}, {}, {}
     for model, entry in _mapping(root.get("models", {}), "models", where).items():
         key = f"models.{model}"
         entry = _mapping(entry, key, where)
         if "prompt_lookup" in entry:
             lookups[str(model)] = _prompt_lookup(entry.pop("prompt_lookup"), f"{key}.prompt_lookup{where}")
+        if "draft" in entry:
+            drafts[str(model)] = _draft(entry.pop("draft"), str(model), f"{key}.draft{where}")
+        if "draft_tokens" in entry:
+            draft_tokens[str(model)] = _prompt_lookup(
+                entry.pop("draft_tokens"), f"{key}.draft_tokens{where}", minimum=1, example="draft_tokens: 8"
+            )
         for path_key, value in entry.items():
             if path_key == QUALITY_BAR:
                 parse_bar(value, f"{key}.{QUALITY_BAR}{where}")
             elif not str(path_key).endswith("_path") or not isinstance(value, str) or not value:
                 raise ConfigurationError(
-                    f"{key}.{path_key}{where} must be a '<backend>_path: directory' entry, prompt_lookup or "
-                    f"{QUALITY_BAR}, got {short_repr(value)}",
-                    hint="e.g. pytorch_path: models/gpt2 and openvino_path: models/openvino/gpt2, or prompt_lookup: 8",
+                    f"{key}.{path_key}{where} must be a '<backend>_path: directory' entry, prompt_lookup, draft, "
+                    f"draft_tokens or {QUALITY_BAR}, got {short_repr(value)}",
+                    hint="e.g. pytorch_path: models/gpt2 and openvino_path: models/openvino/gpt2, prompt_lookup: 8, "
+                    "or draft: <another model>",
                 )
         models[str(model)] = MappingProxyType(dict(entry))
 
@@ -208,19 +218,41 @@ def parse_config(data: Any, *, source: str | None = None) -> MuaiConfig:
         model_overrides=MappingProxyType(overrides),
         models=MappingProxyType(models),
         prompt_lookup=MappingProxyType(lookups),
+        drafts=MappingProxyType(drafts),
+        draft_tokens=MappingProxyType(draft_tokens),
         models_dir=models_dir,
         source=source,
         serve=MappingProxyType(_mapping(root.get("serve", {}), "serve", where)),
     )
 
 
-def _prompt_lookup(value: Any, key: str) -> int:
+def _prompt_lookup(
+    value: Any,
+    key: str,
+    minimum: int = 0,
+    example: str = "prompt_lookup: 8 (tokens proposed at a time from the prompt); 0 turns it off",
+) -> int:
     from muai_core.contracts import MAX_PROMPT_LOOKUP
 
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_PROMPT_LOOKUP:
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= MAX_PROMPT_LOOKUP:
         raise ConfigurationError(
-            f"{key} must be an int from 0 to {MAX_PROMPT_LOOKUP}, got {short_repr(value)}",
-            hint="e.g. prompt_lookup: 8 (tokens proposed at a time from the prompt); 0 turns it off",
+            f"{key} must be an int from {minimum} to {MAX_PROMPT_LOOKUP}, got {short_repr(value)}",
+            hint=f"e.g. {example}",
+        )
+    return value
+
+
+def _draft(value: Any, model: str, key: str) -> str:
+    """A draft model's name: text, not the model itself; "" means none."""
+    if not isinstance(value, str):
+        raise ConfigurationError(
+            f"{key} must be the name of another model, got {short_repr(value)}",
+            hint="e.g. draft: smollm2-135m (a smaller model with the same tokenizer); draft: '' turns it off",
+        )
+    if value == model:
+        raise ConfigurationError(
+            f"{key} names the model itself ('{model}'): a model cannot draft for itself",
+            hint="name a smaller model with the same tokenizer, or remove the draft key",
         )
     return value
 

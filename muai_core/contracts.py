@@ -66,11 +66,11 @@ class LoadRequest:
 
 _SAMPLING_KEYS = ("temperature", "top_k", "top_p")
 #: Request fields the core sets itself; ``generate`` does not accept them.
-_INTERNAL_FIELDS = ("resume_ids", "cancel")
+_INTERNAL_FIELDS = ("resume_ids", "cancel", "drafter")
 
 #: Below this, logits divided by the temperature overflow float32 (inf) on some backends; it is near-greedy anyway.
 MIN_TEMPERATURE = 1e-3
-#: The most tokens ``prompt_lookup`` may propose at a time.
+#: The most tokens ``prompt_lookup`` (or a draft model, ``draft_tokens``) may propose at a time.
 MAX_PROMPT_LOOKUP = 64
 
 
@@ -95,6 +95,13 @@ class GenerationRequest:
     answer repeats its input (summaries, edits, extraction). 0 turns it off; None (not given) takes the
     model's ``models.<name>.prompt_lookup`` from the config, else 0. Backends that cannot verify several tokens
     at once ignore it.
+    ``draft`` (draft-model speculative decoding) names another model with the target's tokenizer that proposes
+    up to ``draft_tokens`` tokens a round (default 8; the number is adapted to the acceptance rate and the
+    measured costs), checked by the target in one forward pass: the same tokens or distribution, as above.
+    None (not given) takes ``models.<name>.draft`` (and ``draft_tokens``) from the config; "" turns it off. It
+    wins over ``prompt_lookup``; where it cannot be used (see ``ModelManager.get_model_info``'s ``draft``), the
+    target decodes without it.
+    ``drafter`` (set by the manager, never by callers) is the loaded draft (``muai_core.drafting.DraftModel``).
     ``cancel`` (set by the manager, never by callers) ends generation at the next token once it is set: a
     stream left early or a cancelled ``agenerate`` (``TextStream`` checks it on every token).
     ``resume_ids`` (set by the manager, never by callers) are new tokens another backend already produced:
@@ -119,10 +126,13 @@ class GenerationRequest:
     min_new_tokens: int = 0
     repetition_penalty: float = 1.0
     prompt_lookup: int | None = None
+    draft: str | None = None
+    draft_tokens: int | None = None
     streamer: Streamer | None = None
     resume_ids: tuple[int, ...] = ()
     messages: tuple[Mapping[str, str], ...] | None = None
     cancel: threading.Event | None = field(default=None, compare=False)
+    drafter: Any = field(default=None, compare=False, repr=False)
 
     @classmethod
     def from_kwargs(cls, prompt: Any = None, max_length: Any = 100, **kwargs: Any) -> GenerationRequest:
@@ -217,6 +227,13 @@ class GenerationRequest:
             )
         if self.prompt_lookup is not None:
             _check_int("prompt_lookup", self.prompt_lookup, minimum=0, maximum=MAX_PROMPT_LOOKUP)
+        if self.draft is not None and not isinstance(self.draft, str):
+            raise InvalidInputError(
+                f"draft must be a model name, got {type(self.draft).__name__}",
+                hint="e.g. draft='smollm2-135m'; draft='' decodes without a draft model",
+            )
+        if self.draft_tokens is not None:
+            _check_int("draft_tokens", self.draft_tokens, minimum=1, maximum=MAX_PROMPT_LOOKUP)
         penalty = self.repetition_penalty
         if not _is_real(penalty) or not 0 < penalty < math.inf:
             raise InvalidInputError(

@@ -21,6 +21,7 @@ from muai_core.errors import (
     PartialGeneration,
     ResourceExhausted,
     UnsupportedRequest,
+    first_line,
 )
 from muai_core.sampling import Penalty, next_token
 from muai_core.speculative import SpeculationStats, can_verify, speculative_tokens
@@ -49,15 +50,21 @@ def decode_loop(
     Samples each token itself (``ignore_eos``, ``min_new_tokens`` and ``repetition_penalty`` included); the
     rest is ``token_loop``'s: a resumed request continues after its ``resume_ids``, and a failing step, or
     non-finite logits, raises ``PartialGeneration`` holding the tokens produced so far. With
-    ``request.prompt_lookup`` and a step that can verify several tokens at once (``muai_core.speculative``),
-    it proposes tokens from the prompt and checks them in one step: the same tokens, fewer steps.
+    ``request.prompt_lookup`` or a draft model (``request.drafter``), and a step that can verify several tokens
+    at once (``muai_core.speculative``), it proposes tokens from the prompt or the draft and checks them in one
+    step: the same tokens, fewer steps.
     """
 
     stats = SpeculationStats()
-    speculate = bool(request.prompt_lookup) and can_verify(step)
+    verifies = can_verify(step)
+    drafter = request.drafter
+    if drafter is not None and not verifies:
+        drafter.unused("the target's decode step cannot check several tokens at once on this backend or path")
 
     def engine(ids: list[int], budget: int) -> Iterator[int]:
-        if speculate:
+        if drafter is not None and verifies:
+            return _drafted_tokens(step, ids, len(prompt_ids), request, eos_ids, budget, stats)
+        if request.prompt_lookup and verifies:
             return speculative_tokens(step, ids, len(prompt_ids), request, eos_ids, budget, stats)
         return _sampled_tokens(step, ids, len(prompt_ids), request, eos_ids)
 
@@ -143,6 +150,31 @@ def partial_generation(exc: Exception, produced: Sequence[int]) -> PartialGenera
     message = exc.message if isinstance(exc, BackendError) else f"{type(exc).__name__}: {exc}"
     hint = exc.raw_hint if isinstance(exc, BackendError) else None
     return PartialGeneration(message, produced_ids=tuple(produced), hint=hint)
+
+
+def _drafted_tokens(
+    step: Step, ids: list[int], prompt_length: int, request: GenerationRequest, eos_ids: Collection[int], budget: int,
+    stats: SpeculationStats,
+) -> Iterator[int]:  # fmt: skip
+    """The tokens of ``speculative_tokens`` with the draft's candidates; where the draft's backend gives no step
+    that rolls back, those of prompt lookup (if asked for) or of plain decoding, the reason told to the draft."""
+    drafter = request.drafter
+    try:
+        opened = drafter.open(len(ids) + budget, request.cancel)
+    except Exception as exc:
+        opened, reason = None, f"opening its decode step failed: {type(exc).__name__}: {first_line(exc)}"
+    else:
+        reason = "its backend gives no decode step that can roll back (on this path)"
+    if opened is not None:
+        with opened as draft_step:
+            if can_verify(draft_step):
+                yield from speculative_tokens(step, ids, prompt_length, request, eos_ids, budget, stats, draft_step)
+                return
+    drafter.unused(reason)
+    if request.prompt_lookup:
+        yield from speculative_tokens(step, ids, prompt_length, request, eos_ids, budget, stats)
+    else:
+        yield from _sampled_tokens(step, ids, prompt_length, request, eos_ids)
 
 
 def _sampled_tokens(

@@ -15,6 +15,8 @@ import pluggy
 
 if TYPE_CHECKING:
     import argparse
+    import threading
+    from contextlib import AbstractContextManager
 
     from muai_core.contracts import Availability, GenerationRequest, GenerationResult, LoadRequest
 
@@ -56,6 +58,19 @@ def muai_generate(model: Any, request: GenerationRequest) -> GenerationResult:
     """Generate text for ``request`` (already validated by the core).
 
     :return: the text, the new token ids, why generation stopped and its timings.
+    """
+
+
+@hookspec
+def muai_decode_step(model: Any, longest: int, cancel: threading.Event | None) -> AbstractContextManager[Any] | None:
+    """Open a decode step on a loaded model for the core to drive (a draft model's, in speculative decoding).
+
+    Optional. Return a context manager that gives a step for one sequence of at most ``longest`` positions and
+    frees it on exit: called with token ids [1, n] it returns the logits after the last; ``length`` is the
+    tokens fed so far, ``truncate(length)`` rolls it back and ``can_verify`` is True. A
+    ``muai_core.batching.BatchedSequence`` of a batcher whose engine has ``truncate`` is one:
+    ``return batcher.sequence(longest, cancel)``. Return None where this model cannot (the core then decodes
+    without the draft and says why); a step whose ``cancel`` is set may raise ``muai_core.batching.Cancelled``.
     """
 
 

@@ -16,6 +16,7 @@ from typing import Any, overload
 from muai_core.cache import LRUCache
 from muai_core.config import MuaiConfig, load_config, parse_size
 from muai_core.contracts import Attempt, GenerationRequest, GenerationResult, Streamer
+from muai_core.draft_models import Drafts
 from muai_core.errors import ConfigurationError, InferenceError, InvalidInputError, ModelLoadError, PartialGeneration
 from muai_core.leases import Leases
 from muai_core.model_source import resolve_model
@@ -85,6 +86,7 @@ class ModelManager:
         self._loading: dict[str, threading.Lock] = {}
         self._replaced: dict[int, tuple[Any, Any]] = {}  # id(failed) -> (weak ref to it, its replacement)
         self._choices: dict[str, tuple[str, BackendChoice]] = {}  # the model_type and backend of each load_model
+        self._drafts = Drafts(self)
         _LIVE_MANAGERS.add(self)
 
     @property
@@ -166,7 +168,13 @@ class ModelManager:
         return loaded
 
     def get_model_info(self, model_name: str) -> dict[str, Any]:
-        return self.get_model(model_name).metadata()
+        """``LoadedModel.metadata``; with a draft model, ``draft``: its name and why it was last not used (None:
+        it was used)."""
+        info = self.get_model(model_name).metadata()
+        draft = self._drafts.status(model_name)
+        if draft is not None:
+            info["draft"] = draft
+        return info
 
     def explain(self, model_name: str) -> tuple[Attempt, ...]:
         """Each backend the resolver tried for this model, with its outcome and reason; then the calls that
@@ -290,9 +298,22 @@ class ModelManager:
 
     def _generate(self, model_name: str, request: GenerationRequest) -> GenerationResult:
         """Run one checked request; a backend failing mid-generation hands its tokens to the next, which
-        resumes from them when it tokenises the same way. Streamed text is never repeated."""
+        resumes from them when it tokenises the same way. Streamed text is never repeated. A request with a
+        draft model runs with the draft leased for its whole length."""
         if request.prompt_lookup is None:
             request = replace(request, prompt_lookup=self._config.prompt_lookup.get(model_name, 0))
+        if request.draft_tokens is None and model_name in self._config.draft_tokens:
+            request = replace(request, draft_tokens=self._config.draft_tokens[model_name])
+        draft = self._drafts.lease(model_name, request)
+        try:
+            return self._generate_with(model_name, request, draft)
+        finally:
+            if draft is not None:
+                self._leases.release(draft)
+
+    def _generate_with(
+        self, model_name: str, request: GenerationRequest, draft: LoadedModel | None
+    ) -> GenerationResult:
         streamer = None if request.streamer is None else _CallersStreamer(request.streamer)
         if streamer is not None:
             request = replace(request, streamer=streamer)
@@ -300,6 +321,8 @@ class ModelManager:
 
         def run(loaded: LoadedModel) -> GenerationResult:
             attempt = resume.request_for(loaded)
+            if draft is not None:
+                attempt = replace(attempt, drafter=self._drafts.drafter(loaded, draft, attempt))
             started = time.perf_counter()
             try:
                 with self._monitor.in_flight(loaded.backend_name, model_name):

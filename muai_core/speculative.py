@@ -1,27 +1,31 @@
-"""Prompt-lookup decoding: guess the next tokens from earlier text, check all the guesses in one forward pass.
+"""Speculative decoding: guess the next tokens cheaply, check all the guesses in one forward pass.
 
-The guesses (candidates) are the tokens that followed the latest earlier occurrence of the last few tokens
-(an n-gram of the prompt or of the text so far). The step is fed the last token and the candidates at once
-and returns the logits after each; a token is chosen from each row in turn exactly as plain decoding would
-choose it, and the first choice that differs from its candidate ends the round (its own row came after
-accepted tokens only, so it stands). The rejected candidates are rolled back (``step.truncate``).
+The guesses (candidates) come from a proposer: ``PromptLookup`` (the tokens that followed the latest earlier
+occurrence of the last few tokens, an n-gram of the prompt or of the text so far) or a draft model
+(``muai_core.drafting.DraftModel``). The step is fed the last token and the candidates at once and returns the
+logits after each; a token is chosen from each row in turn exactly as plain decoding would choose it, and the
+first choice that differs from its candidate ends the round (its own row came after accepted tokens only, so
+it stands). The rejected candidates are rolled back (``step.truncate``).
 
 Greedy decoding therefore gives the very tokens of plain decoding. Sampling keeps the output distribution
-with the standard rejection rule for a draft that proposes one token for sure: a candidate ``c`` is accepted
-with probability ``p(c)``; else the token is drawn from ``p`` without ``c``, renormalised.
+with the standard rejection rule: a candidate ``c`` drawn from the proposer's distribution ``q`` is accepted
+with probability ``min(1, p(c) / q(c))``; else the token is drawn from ``max(0, p - q)``, renormalised; after
+every candidate is accepted, one more comes from ``p``. Prompt lookup proposes one token for sure (``q`` is
+one-hot): ``c`` is accepted with probability ``p(c)``, else drawn from ``p`` without ``c``.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from muai_core.batching import Cancelled
 from muai_core.contracts import GenerationRequest
+from muai_core.drafting import DRAFT_TOKENS, DraftProposer
 from muai_core.errors import InferenceError
 from muai_core.sampling import Penalty, distribution, next_token
 
@@ -48,8 +52,22 @@ def can_verify(step: Any) -> bool:
     return bool(getattr(step, "can_verify", False))
 
 
+class Proposer(Protocol):
+    """Where candidates come from: told each chosen token (``append``), asked for up to ``count`` more
+    (``propose``). ``distributions``: the distribution each candidate of the last proposal was drawn from
+    (sampling a draft model); where it has none for a candidate, that one was proposed for sure."""
+
+    distributions: Sequence[np.ndarray]
+
+    def append(self, token: int) -> None: ...
+
+    def propose(self, count: int) -> list[int]: ...
+
+
 class PromptLookup:
     """Candidates from n-grams of the history: where the last n tokens occurred before, what followed them."""
+
+    distributions: Sequence[np.ndarray] = ()
 
     def __init__(self, history: list[int]) -> None:
         self.history: list[int] = []
@@ -81,15 +99,17 @@ class PromptLookup:
 
 class _Draft:
     """How many candidates to propose: the number that makes the most tokens per second, from the acceptance
-    rate so far (a decaying average per candidate) and the measured cost of a step by its width (a step of
-    ``1 + k`` tokens costs ``plain + k * extra`` seconds). Where proposing does not pay, none are proposed for
-    a pause that doubles while it keeps not paying (up to ``MAX_PAUSE`` steps); then one round probes again."""
+    rate so far (a decaying average per candidate) and the measured costs: a step of ``1 + k`` tokens costs
+    ``plain + k * extra`` seconds, and proposing ``k`` candidates ``k * propose`` (a draft model's steps; next to
+    nothing for prompt lookup). Where proposing does not pay, none are proposed for a pause that doubles while
+    it keeps not paying (up to ``MAX_PAUSE`` steps); then one round probes again."""
 
     def __init__(self, most: int) -> None:
         self.most = most
         self._hits, self._tries = 1.0, 2.0  # candidates accepted / checked, decaying: a rate of 1/2 to start
         self._plain: float | None = None  # seconds of a one-token step
         self._extra = 0.0  # seconds each more token adds to a step
+        self._propose = 0.0  # seconds proposing one candidate takes
         self._pause = 0  # steps of the last pause (doubled by the next one, reset by an accepted candidate)
         self._paused = 0  # steps left without proposals now
         self._probing = False  # a pause has ended: propose once whatever the estimates say
@@ -103,7 +123,8 @@ class _Draft:
             return 0
         rate = min(self._hits / self._tries, 0.99)
         plain = self._plain or 1.0
-        gains = [(1 - rate ** (k + 1)) / (1 - rate) / (plain + k * self._extra) for k in range(1, most + 1)]
+        cost = self._extra + self._propose
+        gains = [(1 - rate ** (k + 1)) / (1 - rate) / (plain + k * cost) for k in range(1, most + 1)]
         best = max(range(len(gains)), key=gains.__getitem__) + 1
         if gains[best - 1] * plain > 1.0 or self._probing:
             self._probing = False
@@ -121,9 +142,15 @@ class _Draft:
     def timed(self, width: int, seconds: float) -> None:
         if width == 1:
             self._plain = seconds if self._plain is None else 0.8 * self._plain + 0.2 * seconds
-        elif self._plain is not None:
+        elif self._plain is None:  # every step so far was wide (a draft proposes each round): an upper bound
+            self._plain = seconds
+        else:
             extra = max(0.0, (seconds - self._plain) / (width - 1))
             self._extra = 0.8 * self._extra + 0.2 * extra if self._extra else extra
+
+    def proposed(self, count: int, seconds: float) -> None:
+        each = seconds / count
+        self._propose = 0.8 * self._propose + 0.2 * each if self._propose else each
 
 
 def speculative_tokens(
@@ -134,15 +161,18 @@ def speculative_tokens(
     eos_ids: Collection[int],
     budget: int,
     stats: SpeculationStats,
+    draft_step: Any = None,
 ) -> Iterator[int]:
-    """``decode_loop``'s tokens with prompt lookup: the tokens plain decoding gives (greedy) or their
-    distribution (sampling), after ``ids``, at most ``budget`` of them (the step never holds more positions)."""
+    """``decode_loop``'s tokens with speculation: the tokens plain decoding gives (greedy) or their
+    distribution (sampling), after ``ids``, at most ``budget`` of them (the step never holds more positions).
+
+    The candidates come from ``draft_step`` (a step on ``request.drafter``'s model, up to ``request.draft_tokens``
+    a round) where given, else from prompt lookup (up to ``request.prompt_lookup``).
+    """
     rng = np.random.default_rng(request.seed)
     banned = sorted(eos_ids) if request.ignore_eos else []
     held = sorted({*banned, *eos_ids, *request.stop_token_ids})
     penalty = Penalty(ids, request.repetition_penalty) if request.repetition_penalty != 1.0 else None
-    lookup = PromptLookup(ids)
-    draft = _Draft(request.prompt_lookup)
     first = len(ids) - prompt_length
     index = first
     candidates: list[int] = []
@@ -151,30 +181,47 @@ def speculative_tokens(
     except Cancelled:
         return
     request.check_token_ids(rows.shape[-1])
+    source: Proposer
+    if draft_step is None:
+        source, draft = PromptLookup(ids), _Draft(request.prompt_lookup or 0)
+    else:
+        banned_at = lambda position: held if position - prompt_length < request.min_new_tokens else banned  # noqa: E731
+        source = DraftProposer(draft_step, ids, request, rng, banned_at, rows.shape[-1])
+        draft = _Draft(request.draft_tokens or DRAFT_TOKENS)
     while True:
         if not np.isfinite(rows).all():
             raise InferenceError(f"the model produced non-finite logits at step {index - first}")
         accepted = 0
+        drawn = source.distributions
         for row in rows:
             logits = penalty(row) if penalty is not None else row
             banned_now = held if index < request.min_new_tokens else banned
             candidate = candidates[accepted] if accepted < len(candidates) else None
-            token = _choose(logits, request, rng, banned_now, candidate)
+            q = drawn[accepted] if accepted < len(drawn) else None
+            token = _choose(logits, request, rng, banned_now, candidate, q)
             if penalty is not None:
                 penalty.saw(token)
-            lookup.append(token)
+            source.append(token)
             index += 1
+            hit = token == candidate
+            if hit:  # counted before the yield: generation may end there
+                accepted += 1
+                stats.accepted += 1
             yield token
-            if token != candidate:
+            if not hit:
                 break
-            accepted += 1
-            stats.accepted += 1
         if candidates:
             draft.update(len(candidates), accepted)
             if accepted < len(candidates):
                 step.truncate(step.length - (len(candidates) - accepted))
         wanted = draft.wanted(budget - (index - first))
-        candidates = lookup.propose(wanted) if wanted > 0 else []
+        started = time.perf_counter()
+        try:
+            candidates = source.propose(wanted) if wanted > 0 else []
+        except Cancelled:
+            return
+        if candidates:
+            draft.proposed(len(candidates), time.perf_counter() - started)
         feed = np.asarray([[token, *candidates]], dtype=np.int64)
         started = time.perf_counter()
         try:
@@ -188,13 +235,23 @@ def speculative_tokens(
 
 
 def _choose(
-    logits: Any, request: GenerationRequest, rng: np.random.Generator, banned: list[int], candidate: int | None
+    logits: Any,
+    request: GenerationRequest,
+    rng: np.random.Generator,
+    banned: list[int],
+    candidate: int | None,
+    q: np.ndarray | None = None,
 ) -> int:
-    """The token plain decoding picks from ``logits``; sampling accepts ``candidate`` with its probability."""
+    """The token plain decoding picks from ``logits``; sampling accepts ``candidate``, drawn from ``q`` (None:
+    proposed for sure), with probability ``min(1, p / q)``, else draws from ``max(0, p - q)`` renormalised."""
     if not request.do_sample or candidate is None:
         return next_token(logits, request, rng, banned)
     probs = distribution(logits, request, banned)
-    if rng.random() < probs[candidate]:
+    if q is None:
+        q = np.zeros_like(probs)
+        q[candidate] = 1.0
+    if rng.random() * q[candidate] < probs[candidate]:
         return candidate
-    probs[candidate] = 0.0
-    return int(rng.choice(probs.size, p=probs / probs.sum()))
+    rest = np.maximum(probs - q, 0.0)
+    total = rest.sum()
+    return int(rng.choice(rest.size, p=rest / total)) if total > 0 else next_token(logits, request, rng, banned)

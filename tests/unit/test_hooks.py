@@ -32,6 +32,55 @@ def test_hook_muai_generate(make_manager):
     assert make_manager().generate("m", "a", max_new_tokens=2) == "abc"
 
 
+def test_hook_muai_decode_step(registry, monitor, tmp_path):
+    from muai_core import ModelManager
+    from muai_core.batching import StepBatcher
+    from muai_core.decoding import decode_loop
+    from muai_core.testing.backends import _next_byte_logits
+
+    class Engine:  # the counting model's logits depend on the last byte only: nothing to keep or roll back
+        def admit(self, sequence, tokens):
+            return True
+
+        def run(self, chunks):
+            rows = [[_next_byte_logits(np.array([[t]])) for t in c.tokens] for c in chunks]
+            return [np.stack(r) if c.every else r[-1] for c, r in zip(chunks, rows, strict=True) if c.wants_logits]
+
+        def release(self, sequence):
+            pass
+
+        def truncate(self, sequence, length):
+            pass
+
+    class Batched(CountingBackend):
+        """The counting model, decoded through a step batcher; it gives the core a step for a draft."""
+
+        @hookimpl
+        def muai_load_model(self, request):
+            model = super().muai_load_model(request)
+            model.batcher = StepBatcher(Engine())
+            return model
+
+        @hookimpl
+        def muai_generate(self, model, request):
+            prompt = list(request.prompt.encode("utf-8"))
+            with model.batcher.sequence(len(prompt) + request.new_token_budget(len(prompt))) as step:
+                return decode_loop(step, prompt, request, lambda ids: bytes(ids).decode())
+
+        @hookimpl
+        def muai_decode_step(self, model, longest, cancel):
+            return model.batcher.sequence(longest, cancel)
+
+    registry.register(Batched("batched"), "batched")
+    config = write_config("models: {m: {draft: d}, d: {}}", "draft.yaml")
+    manager = ModelManager(backend="batched", registry=registry, monitor=monitor, config_path=config)
+    plain = manager.generate_result("m", "a", max_new_tokens=20, draft="")
+    drafted = manager.generate_result("m", "a", max_new_tokens=20)
+    assert drafted.text == plain.text == "abcdefghijklmnopqrstu"
+    assert plain.verify_calls == 0 and drafted.accepted_tokens == drafted.draft_tokens > 10
+    assert manager.get_model_info("m")["draft"] == {"model": "d", "unused": None}
+
+
 def test_hook_muai_unload_model(make_manager, counting):
     manager = make_manager()
     manager.load_model("m")

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import threading
 from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from typing import Any
 
 from muai_core import hookimpl
 from muai_core.availability import modules_import
+from muai_core.batching import BatchedSequence
 from muai_core.contracts import Availability, GenerationRequest, GenerationResult, LoadRequest
 from muai_core.errors import ModelLoadError
 from muai_openvino import commands, generation, runtime
@@ -46,6 +49,15 @@ class OpenVINOBackend:
     @hookimpl
     def muai_generate(self, model: runtime.OpenVINOModel, request: GenerationRequest) -> GenerationResult:
         return generation.generate(model, request)
+
+    @hookimpl
+    def muai_decode_step(
+        self, model: runtime.OpenVINOModel, longest: int, cancel: threading.Event | None
+    ) -> AbstractContextManager[BatchedSequence] | None:
+        """A sequence of the paged graph's batcher (it rolls back). None on the stateful graph: its KV cache lives
+        inside OpenVINO and rolling back means feeding the whole history again, which costs more than a draft
+        saves; and none for an encoder-decoder export."""
+        return None if model.encoder is not None or model.batcher is None else model.batcher.sequence(longest, cancel)
 
     @hookimpl
     def muai_unload_model(self, model: runtime.OpenVINOModel) -> None:

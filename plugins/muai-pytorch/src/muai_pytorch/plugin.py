@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import threading
 from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from typing import Any
 
 from muai_core import hookimpl
 from muai_core.availability import modules_import
+from muai_core.batching import BatchedSequence
 from muai_core.contracts import Availability, GenerationRequest, GenerationResult, LoadRequest
 from muai_pytorch import commands, generation, loading
 from muai_pytorch.pull import BUILTIN
@@ -43,6 +46,13 @@ class PyTorchBackend:
         return generation.generate(model, request)
 
     @hookimpl
+    def muai_decode_step(
+        self, model: loading.PyTorchModel, longest: int, cancel: threading.Event | None
+    ) -> AbstractContextManager[BatchedSequence] | None:
+        """A slot of the model's batcher (it rolls back); None for an encoder-decoder model."""
+        return None if model.seq2seq else model.batcher.sequence(longest, cancel)
+
+    @hookimpl
     def muai_unload_model(self, model: loading.PyTorchModel) -> None:
         loading.unload(model)
 
@@ -75,6 +85,7 @@ class PyTorchBackend:
             "parameters": sum(p.numel() for p in model.model.parameters()) if model.model is not None else 0,
             "memory_bytes": loading.memory_bytes(model),
             "context_length": model.context_length,
+            "vocab_size": model.model.config.vocab_size if model.model is not None else None,
             "source": model.source,
             "tokenizer_digest": model.tokenizer_digest,
         }
