@@ -45,7 +45,7 @@ REEXPORT = "export the model again"
 MODEL_TYPES = ("transformers", SEQ2SEQ)
 INPUTS = ("input_ids", "attention_mask", "position_ids", "beam_idx")
 READ_BACK = ("EXECUTION_DEVICES", "PERFORMANCE_HINT", "NUM_STREAMS", "INFERENCE_NUM_THREADS", "KV_CACHE_PRECISION",
-             "INFERENCE_PRECISION_HINT")  # fmt: skip
+             "INFERENCE_PRECISION_HINT", "DYNAMIC_QUANTIZATION_GROUP_SIZE")  # fmt: skip
 
 _core: Any = None
 _core_lock = threading.Lock()
@@ -271,6 +271,8 @@ def _properties(settings: OpenVINOSettings, manifest: dict[str, Any], device: st
             properties["INFERENCE_PRECISION_HINT"] = "f32"
     if settings.inference_precision:
         properties["INFERENCE_PRECISION_HINT"] = settings.inference_precision
+    if settings.dynamic_quantization_group_size is not None:
+        properties["DYNAMIC_QUANTIZATION_GROUP_SIZE"] = str(settings.dynamic_quantization_group_size)
     return properties
 
 
