@@ -346,6 +346,20 @@ def test_compressed_exports_report_the_precision_the_cpu_computes_in(write_confi
     assert ov_manager.get_model_info("gpt2")["model_info"]["inference_precision"] == cpu_default
 
 
+@pytest.mark.parametrize("precision", ["INT8", "FP16"])
+def test_f32_arithmetic_on_compressed_weights_keeps_the_kv_cache_in_f32(write_config, precision):
+    # A u8 cache rounds a verify step's rows (prompt lookup) otherwise than steps of one token: near ties flip.
+    section = {"precision": precision, "inference_precision": "f32"}
+    ov_manager = manager(write_config({"openvino": section}), backend="openvino")
+    ov_manager.load_model("gpt2")
+    info = ov_manager.get_model_info("gpt2")["model_info"]
+    assert (info["properties"]["KV_CACHE_PRECISION"], info["inference_precision"]) == ("f32", "f32")
+    section["kv_cache_precision"] = "u8"  # still the user's to choose
+    ov_manager = manager(write_config({"openvino": section}), backend="openvino")
+    ov_manager.load_model("gpt2")
+    assert ov_manager.get_model_info("gpt2")["model_info"]["properties"]["KV_CACHE_PRECISION"] == "u8"
+
+
 @pytest.mark.parametrize("group", [None, 0, 64])
 def test_dynamic_quantization_group_size_reaches_the_compiled_model(write_config, group):
     import openvino as ov

@@ -261,10 +261,11 @@ def _properties(settings: OpenVINOSettings, manifest: dict[str, Any], device: st
     if settings.inference_num_threads:
         properties["INFERENCE_NUM_THREADS"] = str(settings.inference_num_threads)
     if device == "CPU":
-        # FP32 means FP32 end to end (OpenVINO's CPU default keeps the KV cache in u8/f16), unless another compute
-        # precision is asked for: PagedAttention then wants the KV cache the device picks for it.
+        # f32 arithmetic (an FP32 export, or asked for) means an f32 KV cache too: OpenVINO's CPU default keeps it
+        # in u8, whose rounding differs between a step of one token and a verify step of several (a near tie then
+        # flips). Another compute precision takes the KV cache the device picks (PagedAttention wants it).
         full_precision = manifest.get("precision") == "FP32" and settings.inference_precision in (None, "f32")
-        kv = settings.kv_cache_precision or ("f32" if full_precision else None)
+        kv = settings.kv_cache_precision or ("f32" if full_precision or settings.inference_precision == "f32" else None)
         if kv:
             properties["KV_CACHE_PRECISION"] = kv
         if full_precision:
