@@ -45,7 +45,7 @@ DEVICE_PATTERN = re.compile(r"^(CPU|NPU|GPU(\.\d+)?|AUTO(:[A-Z0-9.,]+)?)$")
 #: compile_model) and clamps streams to the cores; 1024 is above any CPU's hardware threads, and a fixed bound keeps
 #: a config valid on every machine.
 MAX_PARALLELISM = 1024
-#: dynamic_quantization_group_size at most (OpenVINO takes any size; a group wider than a weight row is one row).
+#: dynamic_quantization_group_size at most (OpenVINO takes any size): wider than any model's hidden size.
 MAX_GROUP_SIZE = 1 << 20
 #: Exports live in this folder of the models directory the model is filed under, unless cache_dir says otherwise.
 EXPORTS_FOLDER = "openvino"
