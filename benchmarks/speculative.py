@@ -8,7 +8,7 @@ Run it in a project folder whose ``models`` holds the model and its OpenVINO exp
 prompt of the input-grounded set (texts to restate or edit) and of the open-ended set runs greedy, EOS
 ignored, plain and with ``prompt_lookup``, in one process; rounds interleave the targets (their order flips
 each round) and every ratio is taken within a round. It counts the runs whose plain and prompt-lookup token
-ids are identical: with f32 arithmetic (the default here) muai keeps the KV cache in f32 and all are; with a
+ids are identical: with f32 arithmetic (the default here) muai keeps the KV cache in f32 and all were; with a
 u8 cache (``kv_cache_precision: u8``) a verify step's rows round otherwise than one-token steps, which can flip a
 near tie. Decode tok/s: new tokens after the first over the time from the first to the last. genai's rows
 (``prompt_lookup=True``, the same ``num_assistant_tokens`` and n-gram size, the same inference and KV cache
