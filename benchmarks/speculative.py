@@ -8,11 +8,11 @@ Run it in a project folder whose ``models`` holds the model and its OpenVINO exp
 prompt of the input-grounded set (texts to restate or edit) and of the open-ended set runs greedy, EOS
 ignored, plain and with ``prompt_lookup``, in one process; rounds interleave the targets (their order flips
 each round) and every ratio is taken within a round. It counts the runs whose plain and prompt-lookup token
-ids are identical: with FP32 weights all are; INT8 weights take other kernels for a step of several tokens
-than for one, whose rounding can flip a near tie (as in a batch of several sequences). Decode tok/s: new
-tokens after the first over the time from the first to the last. genai's rows (``prompt_lookup=True``, the
-same ``num_assistant_tokens`` and n-gram size, the same inference precision) need
-openvino-genai and openvino-tokenizers.
+ids are identical: with f32 arithmetic (the default here) muai keeps the KV cache in f32 and all were; with a
+u8 cache (``kv_cache_precision: u8``) a verify step's rows round otherwise than one-token steps, which can flip a
+near tie. Decode tok/s: new tokens after the first over the time from the first to the last. genai's rows
+(``prompt_lookup=True``, the same ``num_assistant_tokens`` and n-gram size, the same inference and KV cache
+precision) need openvino-genai and openvino-tokenizers.
 
 Draft-model mode (PyTorch, speed only), built offline from the model's tokenizer:
 
@@ -135,6 +135,8 @@ def run_genai(args, precision: str, prompts: tuple[str, ...], scratch: Path) -> 
     if not folder.exists():
         genai_dir(Path("models/openvino") / name, folder)
     properties = {"INFERENCE_PRECISION_HINT": args.inference_precision} if args.inference_precision else {}
+    if args.inference_precision == "f32":  # the KV cache muai keeps with f32 arithmetic
+        properties["KV_CACHE_PRECISION"] = "f32"
     spec = {"dir": str(folder / name), "new_tokens": args.new_tokens, "lookup": args.lookup, "ngram": MAX_NGRAM,
             "prompts": list(prompts), "properties": properties}  # fmt: skip
     done = subprocess.run([sys.executable, "-c", GENAI_WORKER, json.dumps(spec)], capture_output=True, text=True)

@@ -245,6 +245,10 @@ def own_llama(store, tmp_path) -> str:
         {"attention": "flash"},
         {"cache_dir": ""},
         {"compile_cache_dir": 3},
+        {"dynamic_quantization_group_size": -1},
+        {"dynamic_quantization_group_size": "32"},
+        {"dynamic_quantization_group_size": True},
+        {"dynamic_quantization_group_size": 1 << 21},
     ],
 )
 def test_every_bad_setting_names_its_key_and_has_a_hint(section):
@@ -340,6 +344,32 @@ def test_compressed_exports_report_the_precision_the_cpu_computes_in(write_confi
     ov_manager = manager(write_config({"openvino": {"precision": "INT8"}}), backend="openvino")
     ov_manager.load_model("gpt2")
     assert ov_manager.get_model_info("gpt2")["model_info"]["inference_precision"] == cpu_default
+
+
+@pytest.mark.parametrize("precision", ["INT8", "FP16"])
+def test_f32_arithmetic_on_compressed_weights_keeps_the_kv_cache_in_f32(write_config, precision):
+    # A u8 cache rounds a verify step's rows (prompt lookup) otherwise than steps of one token: near ties flip.
+    section = {"precision": precision, "inference_precision": "f32"}
+    ov_manager = manager(write_config({"openvino": section}), backend="openvino")
+    ov_manager.load_model("gpt2")
+    info = ov_manager.get_model_info("gpt2")["model_info"]
+    assert (info["properties"]["KV_CACHE_PRECISION"], info["inference_precision"]) == ("f32", "f32")
+    section["kv_cache_precision"] = "u8"  # still the user's to choose
+    ov_manager = manager(write_config({"openvino": section}), backend="openvino")
+    ov_manager.load_model("gpt2")
+    assert ov_manager.get_model_info("gpt2")["model_info"]["properties"]["KV_CACHE_PRECISION"] == "u8"
+
+
+@pytest.mark.parametrize("group", [None, 0, 64])
+def test_dynamic_quantization_group_size_reaches_the_compiled_model(write_config, group):
+    import openvino as ov
+
+    section = {"precision": "INT8"} | ({} if group is None else {"dynamic_quantization_group_size": group})
+    ov_manager = manager(write_config({"openvino": section}), backend="openvino")
+    ov_manager.load_model("gpt2")
+    default = ov.Core().get_property("CPU", "DYNAMIC_QUANTIZATION_GROUP_SIZE")
+    reported = ov_manager.get_model_info("gpt2")["model_info"]["properties"]["DYNAMIC_QUANTIZATION_GROUP_SIZE"]
+    assert reported == str(default if group is None else group)
 
 
 LONG_PROMPT = "Hello world, this is a longer prompt to cross a block boundary "

@@ -45,7 +45,7 @@ REEXPORT = "export the model again"
 MODEL_TYPES = ("transformers", SEQ2SEQ)
 INPUTS = ("input_ids", "attention_mask", "position_ids", "beam_idx")
 READ_BACK = ("EXECUTION_DEVICES", "PERFORMANCE_HINT", "NUM_STREAMS", "INFERENCE_NUM_THREADS", "KV_CACHE_PRECISION",
-             "INFERENCE_PRECISION_HINT")  # fmt: skip
+             "INFERENCE_PRECISION_HINT", "DYNAMIC_QUANTIZATION_GROUP_SIZE")  # fmt: skip
 
 _core: Any = None
 _core_lock = threading.Lock()
@@ -261,16 +261,19 @@ def _properties(settings: OpenVINOSettings, manifest: dict[str, Any], device: st
     if settings.inference_num_threads:
         properties["INFERENCE_NUM_THREADS"] = str(settings.inference_num_threads)
     if device == "CPU":
-        # FP32 means FP32 end to end (OpenVINO's CPU default keeps the KV cache in u8/f16), unless another compute
-        # precision is asked for: PagedAttention then wants the KV cache the device picks for it.
+        # f32 arithmetic (an FP32 export, or asked for) means an f32 KV cache too: OpenVINO's CPU default keeps it
+        # in u8, whose rounding differs between a step of one token and a verify step of several (a near tie then
+        # flips). Another compute precision takes the KV cache the device picks (PagedAttention wants it).
         full_precision = manifest.get("precision") == "FP32" and settings.inference_precision in (None, "f32")
-        kv = settings.kv_cache_precision or ("f32" if full_precision else None)
+        kv = settings.kv_cache_precision or ("f32" if full_precision or settings.inference_precision == "f32" else None)
         if kv:
             properties["KV_CACHE_PRECISION"] = kv
         if full_precision:
             properties["INFERENCE_PRECISION_HINT"] = "f32"
     if settings.inference_precision:
         properties["INFERENCE_PRECISION_HINT"] = settings.inference_precision
+    if settings.dynamic_quantization_group_size is not None:
+        properties["DYNAMIC_QUANTIZATION_GROUP_SIZE"] = str(settings.dynamic_quantization_group_size)
     return properties
 
 

@@ -33,6 +33,7 @@ KEYS = (
     "max_batch_tokens",
     "max_waiting",
     "prefix_cache",
+    "dynamic_quantization_group_size",
 )
 PRECISIONS = ("FP32", "FP16", "INT8", "INT4")
 HINTS = ("LATENCY", "THROUGHPUT", "CUMULATIVE_THROUGHPUT")
@@ -44,6 +45,8 @@ DEVICE_PATTERN = re.compile(r"^(CPU|NPU|GPU(\.\d+)?|AUTO(:[A-Z0-9.,]+)?)$")
 #: compile_model) and clamps streams to the cores; 1024 is above any CPU's hardware threads, and a fixed bound keeps
 #: a config valid on every machine.
 MAX_PARALLELISM = 1024
+#: dynamic_quantization_group_size at most (OpenVINO takes any size): wider than any model's hidden size.
+MAX_GROUP_SIZE = 1 << 20
 #: Exports live in this folder of the models directory the model is filed under, unless cache_dir says otherwise.
 EXPORTS_FOLDER = "openvino"
 
@@ -65,6 +68,7 @@ class OpenVINOSettings:
     max_waiting: int = 256  # requests waiting for room in the KV cache at most; one more is refused
     prefix_cache: bool = True  # reuse the KV cache blocks of a prompt prefix already computed
     inference_precision: str | None = None  # None: f32 for an FP32 export, else the device's choice (bf16 on some)
+    dynamic_quantization_group_size: int | None = None  # activations of compressed-weight MatMuls; 0: off
 
 
 def parse_settings(device: str, section: Mapping[str, Any]) -> OpenVINOSettings:
@@ -103,6 +107,14 @@ def parse_settings(device: str, section: Mapping[str, Any]) -> OpenVINOSettings:
             f"got {short_repr(inference)}",
             hint="e.g. inference_precision: f32 for the most exact results; leave it out for the device's choice",
         )
+    group = section.get("dynamic_quantization_group_size")
+    if group is not None and not _in_range(group, 0, MAX_GROUP_SIZE):
+        raise ConfigurationError(
+            f"backend.openvino.dynamic_quantization_group_size must be an int from 0 (off) to {MAX_GROUP_SIZE}, "
+            f"got {short_repr(group)}",
+            hint="e.g. dynamic_quantization_group_size: 0 to turn it off, or 32, 64, 128; leave it out for "
+            "OpenVINO's default",
+        )
     precision = str(section.get("precision", "FP32")).upper()
     if precision not in PRECISIONS:
         raise ConfigurationError(
@@ -140,6 +152,7 @@ def parse_settings(device: str, section: Mapping[str, Any]) -> OpenVINOSettings:
         mmap=mmap,
         attention=attention,
         inference_precision=inference,
+        dynamic_quantization_group_size=group,
         **batching,
     )
 
@@ -196,8 +209,8 @@ def check_settings(section: Mapping[str, Any]) -> None:
     parse_settings(str(section.get("device", "cpu")), section)
 
 
-def _in_range(value: Any, minimum: int) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and minimum <= value <= MAX_PARALLELISM
+def _in_range(value: Any, minimum: int, maximum: int = MAX_PARALLELISM) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and minimum <= value <= maximum
 
 
 def writable_cache_dir(path: str) -> str:
