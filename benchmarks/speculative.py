@@ -14,10 +14,11 @@ near tie. Decode tok/s: new tokens after the first over the time from the first 
 (``prompt_lookup=True``, the same ``num_assistant_tokens`` and n-gram size, the same inference and KV cache
 precision) need openvino-genai and openvino-tokenizers.
 
-Draft-model mode (PyTorch, speed only), built offline from the model's tokenizer:
+Draft-model mode (speed only), built offline from the model's tokenizer, target and draft both on
+``--backend`` (openvino: exported at FP32 first; or pytorch):
 
     python benchmarks/speculative.py smollm2-135m --draft truncated [--target-layers 6] [--target-hidden 768]
-    python benchmarks/speculative.py smollm2-135m --draft model
+    python benchmarks/speculative.py smollm2-135m --draft model [--backend pytorch]
 
 The target is a random LLaMA of ``--target-layers`` x ``--target-hidden`` with the model's tokenizer; the
 draft is either the target's first ``--draft-layers`` layers with its embeddings, norm and head
@@ -183,8 +184,16 @@ def run_draft(args) -> int:
         "truncated": {"pytorch_path": str(root / "truncated")},
         "model": {"pytorch_path": str(tokenizer_dir)},
     }
-    (root / "system.yaml").write_text(yaml.safe_dump({"models": models}))
-    manager = ModelManager(backend="pytorch", config_path=str(root / "system.yaml"), monitor=PerformanceMonitor())
+    config = {"models": models, "backend": {"openvino": {"cache_dir": str(root / "openvino"), "prefix_cache": False}}}
+    if args.inference_precision:
+        config["backend"]["openvino"]["inference_precision"] = args.inference_precision
+    (root / "system.yaml").write_text(yaml.safe_dump(config))
+    if args.backend == "openvino":
+        from muai_openvino.export.pipeline import export_model
+
+        for name in ("target", draft):
+            export_model(name, load_config(str(root / "system.yaml")), "FP32")
+    manager = ModelManager(backend=args.backend, config_path=str(root / "system.yaml"), monitor=PerformanceMonitor())
     manager.generate("target", "warm up", max_new_tokens=8)
     kwargs = dict(max_new_tokens=args.new_tokens, ignore_eos=True)
     rows = []
@@ -197,6 +206,8 @@ def run_draft(args) -> int:
     calls = sum(fast.verify_calls for _, fast in rows)
     accepted, proposed = sum(fast.accepted_tokens for _, fast in rows), sum(fast.draft_tokens for _, fast in rows)
     report = {
+        "cpu": _cpu(),
+        "backend": args.backend,
         "target": f"random llama {args.target_layers} layers x {args.target_hidden}",
         "draft": f"its first {args.draft_layers} layer(s)" if draft == "truncated" else f"{args.model}",
         "plain_tps": round(statistics.median(decode_rate(plain) for plain, _ in rows), 1),
@@ -228,6 +239,7 @@ def main() -> int:
     parser.add_argument("--target-layers", type=int, default=6)
     parser.add_argument("--target-hidden", type=int, default=768)
     parser.add_argument("--draft-layers", type=int, default=1)
+    parser.add_argument("--backend", choices=("openvino", "pytorch"), default="openvino", help="draft mode's backend")
     args = parser.parse_args()
     if args.draft:
         return run_draft(args)

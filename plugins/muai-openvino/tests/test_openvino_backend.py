@@ -240,7 +240,7 @@ def own_llama(store, tmp_path) -> str:
         {"performance_hint": "FAST"},
         {"inference_num_threads": -1},
         {"kv_cache_precision": "f8"},
-        {"precision": "INT4"},
+        {"precision": "INT2"},
         {"mmap": "no"},
         {"attention": "flash"},
         {"cache_dir": ""},
