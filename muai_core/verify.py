@@ -39,6 +39,12 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     verify.add_argument("--kv-cache-precision", choices=("f32", "f16", "u8"), help="openvino's KV cache precision")
     verify.add_argument("--inference-precision", choices=("f32", "bf16", "f16"), help="openvino's compute precision")
+    verify.add_argument(
+        "--dynamic-quantization-group-size",
+        type=int,
+        metavar="N",
+        help="openvino's dynamic quantization of activations: N values a scale, 0 off",
+    )
     verify.add_argument("--tokens", type=int, default=TOKENS, help=f"greedy tokens per prompt (default {TOKENS})")
     verify.add_argument("--device", default="cpu")
     verify.add_argument("--json", help="also write the figures as JSON to this file")
@@ -57,11 +63,17 @@ def cmd_verify(args: argparse.Namespace) -> int:
     candidate, reference = _targets(args.backends)
     if args.tokens < 1:
         raise ConfigurationError(f"--tokens must be at least 1, got {args.tokens}", hint="e.g. --tokens 64")
+    if (args.dynamic_quantization_group_size or 0) < 0:
+        raise ConfigurationError(
+            f"--dynamic-quantization-group-size must be 0 (off) or more, got {args.dynamic_quantization_group_size}",
+            hint="e.g. --dynamic-quantization-group-size 32",
+        )
     options = {
         "kv_cache_precision": args.kv_cache_precision,
         "inference_precision": args.inference_precision,
+        "dynamic_quantization_group_size": args.dynamic_quantization_group_size,
     }
-    options = {key: value for key, value in options.items() if value}
+    options = {key: value for key, value in options.items() if value is not None}
     if options and RUNTIME_BACKEND not in (candidate.backend, reference.backend):
         flags = ", ".join(f"--{key.replace('_', '-')}" for key in options)
         raise ConfigurationError(

@@ -126,6 +126,11 @@ def test_verify_shows_where_two_backends_part_and_fails_a_bar(tmp_path, capsys):
         (["--backends", "counting:INT8,tokens"], "only openvino exports have one"),
         (["--backends", "counting,tokens", "--kv-cache-precision", "u8"], "--kv-cache-precision set openvino's"),
         (["--backends", "counting,tokens", "--tokens", "0"], "--tokens must be at least 1"),
+        (
+            ["--backends", "counting,tokens", "--dynamic-quantization-group-size", "0"],
+            "--dynamic-quantization-group-size set openvino's",
+        ),  # 0 (off) is a value, not "not given"
+        (["--backends", "openvino,tokens", "--dynamic-quantization-group-size", "-1"], "must be 0 (off) or more"),
         (["--backends", "counting,tokens", "--max-kl", "-1"], "--max-kl must be >= 0"),
     ],
 )

@@ -102,11 +102,16 @@ def test_export_flag_errors_name_the_flag(flags, message, capsys):
 def test_verify_an_export_against_pytorch(write_config, tmp_path, capsys):
     config = write_config()
     argv = ["--config", config, "verify", "tiny-llama", "--backends", "openvino:INT8,pytorch", "--tokens", "8"]
-    assert main([*argv, "--inference-precision", "f32", "--json", str(tmp_path / "v.json")]) == 0
+    options = ["--inference-precision", "f32", "--dynamic-quantization-group-size", "0"]
+    assert main([*argv, *options, "--json", str(tmp_path / "v.json")]) == 0
     out = capsys.readouterr().out
-    assert "tiny-llama: openvino INT8 against pytorch (inference_precision f32), 18 prompts x 8 greedy tokens" in out
+    assert (
+        "tiny-llama: openvino INT8 against pytorch (inference_precision f32, dynamic_quantization_group_size 0), "
+        "18 prompts x 8 greedy tokens" in out
+    )
     report = json.loads((tmp_path / "v.json").read_text())
-    assert report["runtime_options"] == {"inference_precision": "f32"} and len(report["prompts"]) == 18
+    assert report["runtime_options"] == {"inference_precision": "f32", "dynamic_quantization_group_size": 0}
+    assert len(report["prompts"]) == 18
     assert 0 <= report["figures"]["agreement"] <= 1 and report["figures"]["kl"] >= 0
     assert main(["--config", config, "verify", "tiny-llama", "--backends", "openvino,pytorch", "--tokens", "8"]) == 0
     assert "greedy agreement   100.0%" in capsys.readouterr().out  # FP32 is token for token PyTorch's
