@@ -1,13 +1,14 @@
 """The precision table of README.md: each export and runtime setting against the FP32 reference.
 
-    python benchmarks/precision_table.py --models-dir models --model smollm2-135m [--old-int8 DIR] --out precision
+    python benchmarks/precision_table.py --models-dir models --model smollm2-135m --out precision
 
 The reference is the model's FP32 export (``muai export NAME``), which its own export measured token for token
-against PyTorch on the same prompts (agreement 100%, KL 0): OpenVINO f32 runs them faster than PyTorch. Each
-compressed variant is written from that IR (``{models}/openvino/{model}-{variant}``) and measured with
-``muai_core.quality``; then decode speed and peak RSS of each row are timed in a process of its own (``muai
-bench``'s worker), PyTorch first, all in one run. ``--old-int8`` names an export made by muai's earlier
-hand-written INT8, measured beside NNCF's. Rows are written to ``precision.json`` as they finish.
+against PyTorch on the same prompts (agreement 100%, KL 0): OpenVINO f32 runs them faster than PyTorch. The
+FP16 and INT8 rows run the exports ``muai export --precision FP16/INT8`` wrote
+(``{models}/openvino/{model}-fp16``, ``-int8``: make them first); NNCF's INT8 and the INT4 variants are written
+from the FP32 IR (``{models}/openvino/{model}-{variant}``). Each is measured with ``muai_core.quality``; then
+decode speed and peak RSS of each row are timed in a process of its own (``muai bench``'s worker), PyTorch
+first, all in one run. Rows are written to ``precision.json`` as they finish.
 """
 
 from __future__ import annotations
@@ -36,16 +37,18 @@ NNCF_INT8 = Compression("INT8")
 #: name: (compression, or the row whose export it runs; backend.openvino settings); measured in this order
 VARIANTS = {
     "fp32": ("fp32", {}),
-    "int8-old": ("int8-old", {}),
+    "fp16": ("fp16", {}),
+    "int8": ("int8", {}),
     "int8-nncf": (NNCF_INT8, {}),
-    "int8-old-f32": ("int8-old", {"inference_precision": "f32"}),
+    "int8-f32": ("int8", {"inference_precision": "f32"}),
     "int8-nncf-f32": ("int8-nncf", {"inference_precision": "f32"}),
+    "int8-f32-kv-u8": ("int8", {"inference_precision": "f32", "kv_cache_precision": "u8"}),
+    "int8-dq-off": ("int8", {"dynamic_quantization_group_size": 0}),
     "int4-asym-g64": (Compression("INT4", 64), {}),
     "int4-asym-g128": (Compression("INT4", 128), {}),
     "int4-asym-g64-awq-se": (Compression("INT4", 64, awq=True, scale_estimation=True), {}),
     "int4-sym-g64": (Compression("INT4", 64, symmetric=True), {}),
     "fp32-bf16": ("fp32", {"inference_precision": "bf16", "attention": "stateful"}),  # paged: KV must be bf16
-    "int8-nncf-kv-u8-f32": ("int8-nncf", {"inference_precision": "f32", "kv_cache_precision": "u8"}),
 }
 PROMPT = "Write a short story about a lighthouse keeper who finds a message in a bottle."
 
@@ -54,7 +57,6 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--models-dir", default="models")
     parser.add_argument("--model", default="smollm2-135m")
-    parser.add_argument("--old-int8", help="an export by the earlier hand-written INT8")
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--runs", type=int, default=2)
     parser.add_argument("--out", default="precision")
@@ -76,7 +78,8 @@ def main() -> None:
 def measure(args: argparse.Namespace, rows: dict, results: Path) -> None:
     exports = Path(args.models_dir) / "openvino"
     fp32 = exports / args.model
-    directories = {"fp32": fp32, "int8-old": Path(args.old_int8) if args.old_int8 else None}
+    directories = {name: exports / f"{args.model}-{name}" for name in ("fp16", "int8")}
+    directories = {"fp32": fp32, **{name: path for name, path in directories.items() if (path / XML).is_file()}}
     wanted = args.rows.split(",") if args.rows else list(VARIANTS)
     reference = runtime.load(_request(args.model, fp32, {}))
     harness = Harness(openvino_runner(reference), TextCodec(fp32, hint="export the model again").encode)
@@ -84,7 +87,7 @@ def measure(args: argparse.Namespace, rows: dict, results: Path) -> None:
     for name, (made, settings) in VARIANTS.items():
         if isinstance(made, Compression):
             directories[name] = _compressed(fp32, exports / f"{args.model}-{name}", made)
-        directory = directories[made if isinstance(made, str) else name]
+        directory = directories.get(made if isinstance(made, str) else name)
         if name not in wanted or directory is None:
             continue
         handle = runtime.load(_request(args.model, directory, settings))
@@ -155,9 +158,11 @@ def _config(path: Path, args: argparse.Namespace, models: dict, settings: dict) 
 def table(rows: dict) -> str:
     reference = rows["pytorch"]["speed"]["decode_tps"]["median"]
     lines = [
-        "| export / setting | decode tok/s | vs PyTorch | peak RSS MiB | greedy agreement | first divergence | KL |",
-        "|---|---|---|---|---|---|---|",
-        f"| PyTorch FP32 | {reference:.1f} | 1.00x | {rows['pytorch']['speed']['peak_rss_mb']:.0f} | | | |",
+        "| export / setting | compute / KV cache | weights MiB | decode tok/s | vs PyTorch | peak RSS MiB "
+        "| greedy agreement | first divergence | KL |",
+        "|---|---|---|---|---|---|---|---|---|",
+        f"| PyTorch FP32 | f32 / f32 | | {reference:.1f} | 1.00x | {rows['pytorch']['speed']['peak_rss_mb']:.0f} "
+        "| | | |",
     ]
     for name, row in rows.items():
         if name == "pytorch":
@@ -165,7 +170,12 @@ def table(rows: dict) -> str:
         speed, q = row.get("speed", {}), row["quality"]
         tps = (speed.get("decode_tps") or {}).get("median")
         timing = f"{tps:.1f} | {tps / reference:.2f}x | {speed['peak_rss_mb']:.0f}" if tps else "- | - | -"
-        lines.append(f"| {name} | {timing} | {q['agreement']:.1%} | {q['first_divergence']:.1f} | {q['kl']:.4f} |")
+        runtime_ = f"{q['properties'].get('INFERENCE_PRECISION_HINT')} / {q['properties'].get('KV_CACHE_PRECISION')}"
+        weights = sum(f.stat().st_size for f in Path(row["directory"]).glob("*.bin")) / 2**20
+        lines.append(
+            f"| {name} | {runtime_} | {weights:.0f} | {timing} | {q['agreement']:.1%} | {q['first_divergence']:.1f} "
+            f"| {q['kl']:.4f} |"
+        )
     return "\n".join(lines)
 
 
