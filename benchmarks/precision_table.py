@@ -4,9 +4,9 @@
 
 The reference is the model's FP32 export (``muai export NAME``), which its own export measured token for token
 against PyTorch on the same prompts (agreement 100%, KL 0): OpenVINO f32 runs them faster than PyTorch. The
-FP16 and INT8 rows run the exports ``muai export --precision FP16/INT8`` wrote
-(``{models}/openvino/{model}-fp16``, ``-int8``: make them first); NNCF's INT8 and the INT4 variants are written
-from the FP32 IR (``{models}/openvino/{model}-{variant}``). Each is measured with ``muai_core.quality``; then
+INT8 rows run the export ``muai export --precision INT8`` wrote (``{models}/openvino/{model}-int8``: make it
+first); FP16, NNCF's INT8 and the INT4 variants are written from the FP32 IR
+(``{models}/openvino/{model}-{variant}``). Each is measured with ``muai_core.quality``; then
 decode speed and peak RSS of each row are timed in a process of its own (``muai bench``'s worker), PyTorch
 first, all in one run. Rows are written to ``precision.json`` as they finish.
 """
@@ -37,7 +37,7 @@ NNCF_INT8 = Compression("INT8")
 #: name: (compression, or the row whose export it runs; backend.openvino settings); measured in this order
 VARIANTS = {
     "fp32": ("fp32", {}),
-    "fp16": ("fp16", {}),
+    "fp16": (Compression("FP16"), {}),
     "int8": ("int8", {}),
     "int8-nncf": (NNCF_INT8, {}),
     "int8-f32": ("int8", {"inference_precision": "f32"}),
@@ -78,8 +78,8 @@ def main() -> None:
 def measure(args: argparse.Namespace, rows: dict, results: Path) -> None:
     exports = Path(args.models_dir) / "openvino"
     fp32 = exports / args.model
-    directories = {name: exports / f"{args.model}-{name}" for name in ("fp16", "int8")}
-    directories = {"fp32": fp32, **{name: path for name, path in directories.items() if (path / XML).is_file()}}
+    int8 = exports / f"{args.model}-int8"
+    directories = {"fp32": fp32, **({"int8": int8} if (int8 / XML).is_file() else {})}
     wanted = args.rows.split(",") if args.rows else list(VARIANTS)
     reference = runtime.load(_request(args.model, fp32, {}))
     harness = Harness(openvino_runner(reference), TextCodec(fp32, hint="export the model again").encode)
@@ -121,7 +121,7 @@ def _compressed(fp32: Path, directory: Path, compression: Compression) -> Path:
         model = nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT8_ASYM)
     else:
         model = compress(model, compression, AutoTokenizer.from_pretrained(fp32))
-    ov.save_model(model, directory / XML)
+    ov.save_model(model, directory / XML, compress_to_fp16=compression.precision == "FP16")
     manifest = json.loads((fp32 / MANIFEST).read_text())
     manifest.update(precision=compression.precision, compression=compression.record(), validation=None)
     manifest["files"] = file_records(directory, sorted(p.name for p in directory.iterdir() if p.is_file()))
