@@ -10,10 +10,12 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from muai_core import ModelManager, PerformanceMonitor
 from muai_core.errors import ConfigurationError, InferenceError, InvalidInputError, ModelLoadError
@@ -21,6 +23,7 @@ from muai_core.plugins import default_registry
 from muai_core.text_codec import TextCodec
 from muai_openvino.export.pipeline import file_records
 from muai_openvino.export_layout import MANIFEST
+from muai_openvino.mapped_weights import released_while
 from muai_openvino.settings import check_settings
 
 NAMES = ("gpt2", "tiny-llama")
@@ -289,6 +292,54 @@ def test_mapped_weights_leave_the_process_but_stay_in_the_page_cache(write_confi
     assert mapped_resident_bytes(weights) < 0.25 * weights.stat().st_size
     assert page_cache_share(weights) > 0.9  # so the pages the runtime reads in place come back without I/O
     assert ov_manager.generate_result("tiny-llama", "Hello", max_new_tokens=4, ignore_eos=True).new_tokens == 4
+
+
+@pytest.fixture(scope="module")
+def wide_llama(tmp_path_factory) -> Path:
+    """A llama wide enough that INT8 compresses its layers (the tiny one's are below the size it compresses)."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from muai_core.config import parse_config
+    from muai_openvino.export.pipeline import export_model
+    from muai_pytorch.testing import build_tokenizer
+
+    root = tmp_path_factory.mktemp("wide")
+    source = root / "models" / "wide-llama"
+    tokenizer = AutoTokenizer.from_pretrained(build_tokenizer(source))
+    eos, vocab = tokenizer.eos_token_id, len(tokenizer)
+    torch.manual_seed(0)
+    shape = {"hidden_size": 256, "intermediate_size": 1024, "num_attention_heads": 4, "num_key_value_heads": 2}
+    config = LlamaConfig(num_hidden_layers=2, vocab_size=vocab, bos_token_id=eos, eos_token_id=eos, **shape)
+    LlamaForCausalLM(config).eval().save_pretrained(source)
+    export_model("wide-llama", parse_config({"models_dir": str(root / "models")}), "INT8", str(root / "ov"))
+    return root
+
+
+def test_the_first_generation_does_not_bring_the_weights_file_back(wide_llama, tmp_path):
+    # The CPU plugin copies compressed weights on the first inference: load runs it while releasing the file's
+    # pages, so the process does not hold the file's pages and the copies at once (its peak memory).
+    config = tmp_path / "system.yaml"
+    backend = {"cache_dir": str(wide_llama / "ov"), "precision": "INT8"}
+    config.write_text(yaml.safe_dump({"models_dir": str(wide_llama / "models"), "backend": {"openvino": backend}}))
+    ov_manager = manager(str(config), backend="openvino")
+    weights = ov_manager.load_model("wide-llama").handle.directory / "openvino_model.bin"
+    assert weights.stat().st_size > 2 << 20
+    assert ov_manager.generate_result("wide-llama", "Hello there", max_new_tokens=4, ignore_eos=True).new_tokens == 4
+    assert mapped_resident_bytes(weights) < 0.25 * weights.stat().st_size
+
+
+def test_mapped_pages_are_released_while_a_block_reads_them(tmp_path):
+    path = tmp_path / "weights.bin"
+    path.write_bytes(os.urandom(64 * mmap.PAGESIZE))
+    with path.open("rb") as file, mmap.mmap(file.fileno(), 0, prot=mmap.PROT_READ) as mapped:
+        with released_while(path, period_s=0.001):
+            sum(mapped[i] for i in range(0, len(mapped), mmap.PAGESIZE))  # every page resident
+            deadline = time.monotonic() + 5
+            while mapped_resident_bytes(path) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert mapped_resident_bytes(path) == 0  # released inside the block, not only at its end
+        assert mapped[: len(mapped)] == path.read_bytes()  # read back from the page cache
 
 
 def is_mapped(path: Path) -> bool:

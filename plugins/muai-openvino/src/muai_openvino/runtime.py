@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ from muai_openvino.export_layout import (
     ir_dir,
 )
 from muai_openvino.graph import logits_for_last_position, to_paged_attention
-from muai_openvino.mapped_weights import release_mapped_pages
+from muai_openvino.mapped_weights import released_while
 from muai_openvino.paged import PagedCache, PagedEngine
 from muai_openvino.seq2seq import compile_seq2seq, decoder_start_id
 from muai_openvino.settings import (
@@ -38,6 +39,7 @@ from muai_openvino.settings import (
     parse_settings,
     writable_cache_dir,
 )
+from muai_openvino.warm_up import warm_up
 
 log = logging.getLogger(__name__)
 
@@ -177,10 +179,11 @@ def _compile(
         paged, ov_model = False, core.read_model(directory / XML, config={"ENABLE_MMAP": settings.mmap})
     if not paged:
         logits_for_last_position(ov_model)
-    compiled = core.compile_model(ov_model, device, properties)
+    # ov_model keeps the weights file mapped until the pages are no longer released (see released_while)
+    with released_while(directory / BIN) if settings.mmap else nullcontext():
+        compiled = core.compile_model(ov_model, device, properties)
+        warm_up(compiled, paged)
     del ov_model
-    if settings.mmap:
-        release_mapped_pages(directory / BIN)
     return compiled, paged
 
 
