@@ -207,13 +207,14 @@ def versions() -> dict[str, str]:
 
 def table(report: dict[str, Any]) -> str:
     lines = [
-        "| optimum-intel export / ov_config | compute | KV cache | greedy agreement | first divergence | KL |",
-        "|---|---|---|---|---|---|",
+        "| export / ov_config | compute | KV cache | dyn. quant. group | greedy agreement | first divergence | KL |",
+        "|---|---|---|---|---|---|---|",
     ]
     for name, row in report["rows"].items():
         q, p = row["quality"], row["properties"]
         lines.append(
             f"| {name} | {p.get('INFERENCE_PRECISION_HINT', '?')} | {p.get('KV_CACHE_PRECISION', '?')} "
+            f"| {p.get('DYNAMIC_QUANTIZATION_GROUP_SIZE', '?')} "
             f"| {q['agreement']:.1%} | {q['first_divergence']:.1f} | {q['kl']:.4f} |"
         )
     return "\n".join(lines)
