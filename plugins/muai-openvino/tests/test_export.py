@@ -82,6 +82,20 @@ def test_failed_validation_leaves_no_directory(store, tmp_path, monkeypatch):
     assert list((tmp_path / "ov").iterdir()) == []
 
 
+def test_a_model_the_tracer_cannot_convert_is_our_error_naming_it(store, tmp_path, monkeypatch, capsys):
+    def failing(*args, **kwargs):
+        raise RuntimeError("Couldn't get TorchScript module by tracing.\nThe size of tensor a (16) must match (15)")
+
+    monkeypatch.setattr("openvino.convert_model", failing)  # injected: a tracing failure inside OpenVINO
+    config = tmp_path / "system.yaml"
+    config.write_text(json.dumps({"models_dir": str(store / "models")}))
+    assert main(["--config", str(config), "export", "gpt2", "--cache-dir", str(tmp_path / "ov")]) == 2
+    err = capsys.readouterr().err
+    assert "OpenVINO could not trace and convert" in err and "tensor a (16) must match (15)" in err
+    assert "Traceback" not in err and "muai generate NAME --backend pytorch" in err
+    assert list((tmp_path / "ov").iterdir()) == []
+
+
 def test_unknown_model_and_precision_are_clear_errors(store, tmp_path):
     config = parse_config({"models_dir": str(store / "models")})
     with pytest.raises(

@@ -149,7 +149,16 @@ def load_source(source_dir: Path, progress: Progress) -> Source:
     model, seq2seq = _torch_model(source_dir)
     tokenizer = AutoTokenizer.from_pretrained(source_dir, trust_remote_code=False)
     progress.step("tracing and converting to a stateful OpenVINO model")
-    ov_models = _convert(model, seq2seq)
+    try:
+        ov_models = _convert(model, seq2seq)
+    except ModelLoadError:
+        raise
+    except Exception as exc:  # the tracer's and converter's own errors, about this model's code or shapes
+        raise ModelLoadError(
+            f"OpenVINO could not trace and convert {source_dir}: {' '.join(str(exc).split())[:400]}",
+            hint="check that the model runs in PyTorch (muai generate NAME --backend pytorch); this architecture "
+            "may not be supported by the exporter",
+        ) from exc
     harness = None if seq2seq else torch_harness(model, tokenizer)
     return Source(source_dir, model, tokenizer, harness, ov_models)
 
