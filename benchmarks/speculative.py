@@ -156,7 +156,8 @@ def build_pair(tokenizer_dir: Path, root: Path, layers: int, hidden: int, draft_
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     heads = hidden // 64
     shape = dict(vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=hidden * 8 // 3 // 64 * 64,
-                 num_attention_heads=heads, num_key_value_heads=heads // 4 if heads % 4 == 0 else heads, max_position_embeddings=2048,
+                 num_attention_heads=heads, num_key_value_heads=heads // 4 if heads % 4 == 0 else heads,
+                 max_position_embeddings=2048,
                  tie_word_embeddings=True, bos_token_id=tokenizer.bos_token_id,
                  eos_token_id=tokenizer.eos_token_id)  # fmt: skip
     torch.manual_seed(0)

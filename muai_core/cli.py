@@ -72,6 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--prompt-lookup", type=int, metavar="K",
         help="propose up to K tokens at a time from the prompt, checked in one step (0: off; default: the config's)",
     )  # fmt: skip
+    generate.add_argument(
+        "--draft", metavar="MODEL",
+        help="a smaller model with the same tokenizer proposes tokens, checked in one step ('': off; default: the "
+        "config's models.<name>.draft)",
+    )  # fmt: skip
     generate.add_argument("--stream", action="store_true", help="print tokens as they come")
     generate.set_defaults(func=cmd_generate)
 
@@ -105,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--prompt-lookup", type=int, default=0, metavar="K",
         help="prompt-lookup decoding: propose up to K tokens from the prompt at a time (0: plain decoding)",
     )  # fmt: skip
+    bench.add_argument("--draft", metavar="MODEL", help="draft-model speculative decoding with this draft model")
     bench.add_argument("--out", default="bench-results", help="folder for bench.json, bench.md and bench.png")
     bench.set_defaults(func=cmd_bench)
 
@@ -207,6 +213,7 @@ def generation_kwargs(args: argparse.Namespace) -> dict[str, object]:
         "top_p": args.top_p,
         "seed": args.seed,
         "prompt_lookup": args.prompt_lookup,
+        "draft": args.draft,
         "return_full_text": False,
     }
 
@@ -312,7 +319,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     check_writable_folder(out, "--out")
     settings = BenchSettings(
         args.model, targets, args.prompt, args.new_tokens, args.runs, args.warmup, args.device, args.config, levels,
-        args.prompt_lookup,
+        args.prompt_lookup, args.draft,
     )  # fmt: skip
     progress = Progress("muai bench")
     cpu = cpu_description()

@@ -12,7 +12,7 @@ from muai_core.progress import Progress
 
 #: "cold TTFT": the first call after loading; "TTFT" and the rest: the timed runs after the warm-up.
 COLUMNS = ("target", "backend", "load s", "cold TTFT ms", "TTFT ms", "decode tok/s (min-max)", "p50 ms", "p95 ms",
-           "peak RSS MiB", "greedy = pytorch", "speedup", "lookup accepted, tok/verify")  # fmt: skip
+           "peak RSS MiB", "greedy = pytorch", "speedup", "speculation accepted, tok/verify")  # fmt: skip
 
 
 #: Below this share of PyTorch's greedy tokens, a target's bars are hatched and labelled in the chart.

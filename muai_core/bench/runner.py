@@ -53,6 +53,8 @@ class BenchSettings:
     concurrency: tuple[int, ...] = ()
     #: ``prompt_lookup`` of every generation (0: plain decoding).
     prompt_lookup: int = 0
+    #: ``draft`` of every generation (None: the config's; "": none).
+    draft: str | None = None
 
 
 def run_bench(settings: BenchSettings, progress: Progress | None = None) -> list[dict[str, Any]]:
@@ -81,6 +83,7 @@ def worker_spec(settings: BenchSettings, target: Target, **extra: Any) -> dict[s
         "runs": settings.runs,
         "warmup": settings.warmup,
         "prompt_lookup": settings.prompt_lookup,
+        "draft": settings.draft,
         **extra,
     }
 
@@ -164,5 +167,5 @@ def summary(row: dict[str, Any]) -> str:
     ) + (
         ""
         if row.get("acceptance_rate") is None
-        else f", prompt lookup: {row['acceptance_rate']:.0%} accepted, {row['tokens_per_verify']:.2f} tokens a verify"
+        else f", speculation: {row['acceptance_rate']:.0%} accepted, {row['tokens_per_verify']:.2f} tokens a verify"
     )

@@ -65,6 +65,8 @@ def measure(spec: dict[str, Any], on_event: Callable[[dict[str, Any]], None] = l
     kwargs = {"max_new_tokens": spec["new_tokens"], "ignore_eos": True, "return_full_text": False}
     if spec.get("prompt_lookup"):
         kwargs["prompt_lookup"] = spec["prompt_lookup"]
+    if spec.get("draft") is not None:
+        kwargs["draft"] = spec["draft"]
     calls = []
     for index in range(spec["warmup"] + spec["runs"]):
         started = time.perf_counter()

@@ -96,3 +96,21 @@ def test_a_draft_that_fails_to_load_leaves_plain_decoding_and_says_why(tiny_mode
     status = manager.get_model_info("llama")["draft"]
     assert status["model"] == "broken" and status["unused"].startswith("it failed to load")
     assert "decodes without its draft model 'broken'" in caplog.text
+
+
+def test_the_cli_takes_a_draft_for_generate_and_bench(tiny_models, tmp_path, capsys):
+    from muai_core.cli import main
+
+    models = {"llama": {}, "llama-copy": {"pytorch_path": tiny_models["llama"]}}
+    config = tmp_path / "system.yaml"
+    config.write_text(yaml.safe_dump({"models_dir": str(Path(tiny_models["llama"]).parent), "models": models}))
+    argv = ["--config", str(config), "generate", "llama", "the cat sat", "--backend", "pytorch", "--max-new-tokens"]
+    assert main([*argv, "12"]) == 0
+    plain = capsys.readouterr().out
+    assert main([*argv, "12", "--draft", "llama-copy"]) == 0
+    assert capsys.readouterr().out == plain
+    assert main([*argv, "12", "--draft", "no-such-model"]) == 2
+    assert "draft='no-such-model' names 'no-such-model', which is no model here" in capsys.readouterr().err
+    bench = ["--config", str(config), "bench", "llama", "--backends", "pytorch", "--runs", "1", "--prompt", "the cat"]
+    assert main([*bench, "--new-tokens", "8", "--draft", "llama-copy", "--out", str(tmp_path / "b")]) == 0
+    assert "speculation: 100% accepted" in capsys.readouterr().err
