@@ -13,7 +13,9 @@ from muai_core.config import load_config, parse_config
 from muai_core.errors import ConfigurationError
 
 KEYS = ["backend", "default", "priority", "model_overrides", "models", "models_dir", "max_cache_bytes",
-        "pytorch", "openvino", "counting", "enable_fallback", "device", "pytorch_path", "x", "", "../.."]  # fmt: skip
+        "pytorch", "openvino", "counting", "enable_fallback", "device", "pytorch_path", "x", "", "../..",
+        "prompt_lookup", "draft", "draft_tokens", "quality_bar", "max_kl",
+        "dynamic_quantization_group_size"]  # fmt: skip
 SCALARS = (
     st.none()
     | st.booleans()
