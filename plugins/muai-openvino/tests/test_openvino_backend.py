@@ -325,8 +325,18 @@ def test_the_first_generation_does_not_bring_the_weights_file_back(wide_llama, t
     ov_manager = manager(str(config), backend="openvino")
     weights = ov_manager.load_model("wide-llama").handle.directory / "openvino_model.bin"
     assert weights.stat().st_size > 2 << 20
+    assert mapped_resident_bytes(weights) < 0.25 * weights.stat().st_size  # released when load's warm-up ended
     assert ov_manager.generate_result("wide-llama", "Hello there", max_new_tokens=4, ignore_eos=True).new_tokens == 4
-    assert mapped_resident_bytes(weights) < 0.25 * weights.stat().st_size
+    if "avx512f" in cpu_flags():  # there the plugin copies INT8 weights (elsewhere its kernels may read in place)
+        assert mapped_resident_bytes(weights) < 0.25 * weights.stat().st_size
+
+
+def cpu_flags() -> set[str]:
+    """The flags of this machine's first CPU in /proc/cpuinfo."""
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("flags"):
+            return set(line.split(":", 1)[1].split())
+    return set()
 
 
 def test_mapped_pages_are_released_while_a_block_reads_them(tmp_path):
