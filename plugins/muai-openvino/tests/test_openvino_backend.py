@@ -23,7 +23,7 @@ from muai_core.plugins import default_registry
 from muai_core.text_codec import TextCodec
 from muai_openvino.export.pipeline import file_records
 from muai_openvino.export_layout import MANIFEST
-from muai_openvino.mapped_weights import released_while
+from muai_openvino.mapped_weights import file_ranges, read_mapped, released_while
 from muai_openvino.settings import check_settings
 
 NAMES = ("gpt2", "tiny-llama")
@@ -343,13 +343,27 @@ def test_mapped_pages_are_released_while_a_block_reads_them(tmp_path):
     path = tmp_path / "weights.bin"
     path.write_bytes(os.urandom(64 * mmap.PAGESIZE))
     with path.open("rb") as file, mmap.mmap(file.fileno(), 0, prot=mmap.PROT_READ) as mapped:
-        with released_while(path, period_s=0.001):
+        with released_while(tuple(file_ranges(path)), period_s=0.001):
             sum(mapped[i] for i in range(0, len(mapped), mmap.PAGESIZE))  # every page resident
             deadline = time.monotonic() + 5
             while mapped_resident_bytes(path) and time.monotonic() < deadline:
                 time.sleep(0.01)
             assert mapped_resident_bytes(path) == 0  # released inside the block, not only at its end
         assert mapped[: len(mapped)] == path.read_bytes()  # read back from the page cache
+
+
+def test_a_load_releases_only_the_weights_it_mapped_itself(store):
+    # Another handle of the same export may be unloaded meanwhile and its addresses reused: advising them with
+    # MADV_DONTNEED would zero other memory (a crash under load/unload churn).
+    import openvino as ov
+
+    weights = store / "models" / "openvino" / "tiny-llama" / "openvino_model.bin"
+    with weights.open("rb") as file, mmap.mmap(file.fileno(), 0, prot=mmap.PROT_READ):
+        others = file_ranges(weights)  # a mapping of the same file that is not this load's
+        model, mine = read_mapped(ov.Core(), weights.with_suffix(".xml"), weights, mmap=True)
+        assert others and mine and set(mine).isdisjoint(others)
+        assert set(mine) <= file_ranges(weights)
+        del model
 
 
 def is_mapped(path: Path) -> bool:

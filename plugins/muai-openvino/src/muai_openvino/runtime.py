@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,7 @@ from muai_openvino.export_layout import (
     ir_dir,
 )
 from muai_openvino.graph import logits_for_last_position, to_paged_attention
-from muai_openvino.mapped_weights import released_while
+from muai_openvino.mapped_weights import read_mapped, released_while
 from muai_openvino.paged import PagedCache, PagedEngine
 from muai_openvino.seq2seq import compile_seq2seq, decoder_start_id
 from muai_openvino.settings import (
@@ -101,7 +100,8 @@ class OpenVINOModel:
         """
         if self.full_logits_request is None:
             core = shared_core()
-            compiled = core.compile_model(core.read_model(self.directory / XML), self.device, self.compile_properties)
+            model, _ = read_mapped(core, self.directory / XML, self.directory / BIN, mmap=True)
+            compiled = core.compile_model(model, self.device, self.compile_properties)
             self.full_logits_request = compiled.create_infer_request()
         return self.full_logits_request
 
@@ -167,7 +167,7 @@ def _compile(
     core: Any, directory: Path, device: str, properties: dict[str, str], settings: OpenVINOSettings, hint: str
 ) -> tuple[Any, bool]:
     """The compiled causal model, and whether it runs the PagedAttention graph (else the stateful one)."""
-    ov_model = core.read_model(directory / XML, config={"ENABLE_MMAP": settings.mmap})
+    ov_model, mapped = read_mapped(core, directory / XML, directory / BIN, settings.mmap)
     names = {name for port in ov_model.inputs for name in port.get_names()}
     if not set(INPUTS) <= names:
         raise ModelLoadError(
@@ -176,11 +176,11 @@ def _compile(
         )
     paged = settings.attention == "paged" and device == "CPU"
     if paged and not _paged(ov_model, directory):  # a failed transformation may have changed the graph
-        paged, ov_model = False, core.read_model(directory / XML, config={"ENABLE_MMAP": settings.mmap})
+        del ov_model  # its ranges are not released: another model may take their addresses once it is gone
+        paged, (ov_model, mapped) = False, read_mapped(core, directory / XML, directory / BIN, settings.mmap)
     if not paged:
         logits_for_last_position(ov_model)
-    # ov_model keeps the weights file mapped until the pages are no longer released (see released_while)
-    with released_while(directory / BIN) if settings.mmap else nullcontext():
+    with released_while(mapped):  # ov_model maps them until it is deleted after the block
         compiled = core.compile_model(ov_model, device, properties)
         warm_up(compiled, paged)
     del ov_model

@@ -18,7 +18,7 @@ from muai_core.errors import InferenceError, ModelLoadError
 from muai_core.model_source import json_object
 from muai_core.seq2seq import decode_seq2seq, seq2seq_arrays
 from muai_openvino.export_layout import DECODER_BIN, DECODER_XML, ENCODER_BIN, ENCODER_XML
-from muai_openvino.mapped_weights import release_mapped_pages
+from muai_openvino.mapped_weights import read_mapped, release
 
 #: The decoder's inputs besides the cross-attention keys/values.
 DECODER_INPUTS = ("input_ids", "encoder_attention_mask", "beam_idx")
@@ -30,7 +30,7 @@ def compile_seq2seq(
     """The compiled encoder and decoder of the export in ``directory``."""
     compiled = []
     for xml, weights in ((ENCODER_XML, ENCODER_BIN), (DECODER_XML, DECODER_BIN)):
-        ov_model = core.read_model(directory / xml, config={"ENABLE_MMAP": mmap})
+        ov_model, mapped = read_mapped(core, directory / xml, directory / weights, mmap)
         if xml == DECODER_XML:
             names = {name for port in ov_model.inputs for name in port.get_names()}
             if not set(DECODER_INPUTS) <= names:
@@ -40,9 +40,8 @@ def compile_seq2seq(
                     hint=hint,
                 )
         compiled.append(core.compile_model(ov_model, device, properties))
+        release(mapped)  # while ov_model still maps them
         del ov_model
-        if mmap:
-            release_mapped_pages(directory / weights)
     return compiled[0], compiled[1]
 
 
