@@ -96,21 +96,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def _targets(text: str) -> tuple[Target, Target]:
-    from muai_core.cli import backend_flag
+    from muai_core.cli import bench_targets
 
-    items = [item for item in (part.strip() for part in text.split(",")) if item]
-    if len(items) != 2:
+    targets = bench_targets(text)
+    if len(targets) != 2:
         raise ConfigurationError(f"--backends takes two targets, CANDIDATE,REFERENCE; got {text!r}", hint=HINT)
-    targets = []
-    for item in items:
-        target = Target.parse(item)
-        backend_flag("--backends", target.backend)
-        if target.precision and target.backend != RUNTIME_BACKEND:
-            raise ConfigurationError(
-                f"--backends: {item} has a precision, and only {RUNTIME_BACKEND} exports have one",
-                hint=f"drop :{target.precision}, or use {RUNTIME_BACKEND}:{target.precision}",
-            )
-        targets.append(target)
     return targets[0], targets[1]
 
 

@@ -14,6 +14,7 @@ from muai_core.decoding import decode_loop
 from muai_core.drafting import DraftModel
 from muai_core.errors import InvalidInputError
 from tests.unit.test_speculative import VOCAB, ToyEngine, VerifyingEngine, next_probs
+from tests.unit.test_speculative import run as run_with_batcher
 
 
 def draft_probs(history: list[int]) -> np.ndarray:
@@ -50,16 +51,10 @@ def drafter(engine, reasons: list[str]) -> DraftModel:
 
 
 def run(target, prompt, draft=None, reasons=None, eos=(11,), **kwargs):
-    reasons = [] if reasons is None else reasons
-    request = GenerationRequest(prompt="x", **{"max_new_tokens": 20, **kwargs})
+    """``test_speculative.run`` with ``draft`` (an engine) as the request's draft model."""
     if draft is not None:
-        from dataclasses import replace
-
-        request = replace(request, drafter=drafter(draft, reasons))
-    batcher = StepBatcher(target)
-    budget = request.new_token_budget(len(prompt))
-    with batcher.sequence(len(prompt) + budget, request.cancel) as step:
-        return decode_loop(step, prompt, request, lambda ids: "".join(chr(97 + i) for i in ids), eos_ids=eos)
+        kwargs["drafter"] = drafter(draft, [] if reasons is None else reasons)
+    return run_with_batcher(target, prompt, eos, **kwargs)
 
 
 prompts = st.lists(st.integers(0, VOCAB - 1), min_size=1, max_size=24)
