@@ -2,7 +2,8 @@
 """Prompt-lookup decoding against plain greedy decoding on muai's OpenVINO backend, and against openvino-genai's
 prompt-lookup pipeline on the same IR.
 
-    python benchmarks/speculative.py smollm2-135m [--new-tokens 96] [--rounds 3] [--lookup 8] [--no-genai]
+    python benchmarks/speculative.py smollm2-135m [--new-tokens 96] [--rounds 3] [--lookup 8]
+        [--genai-lookups 4,8,16 | --no-genai]
 
 Run it in a project folder whose ``models`` holds the model and its OpenVINO exports (FP32 and INT8). Every
 prompt of the input-grounded set (texts to restate or edit) and of the open-ended set runs greedy, EOS
@@ -12,7 +13,8 @@ ids are identical: with f32 arithmetic (the default here) muai keeps the KV cach
 u8 cache (``kv_cache_precision: u8``) a verify step's rows round otherwise than one-token steps, which can flip a
 near tie. Decode tok/s: new tokens after the first over the time from the first to the last. genai's rows
 (``prompt_lookup=True``, the same ``num_assistant_tokens`` and n-gram size, the same inference and KV cache
-precision) need openvino-genai and openvino-tokenizers.
+precision) need openvino-genai and openvino-tokenizers. ``--genai-lookups`` runs genai at each of those
+``num_assistant_tokens`` (default: ``--lookup``) and adds muai's ratio against genai's best count per round.
 
 Draft-model mode (speed only), built offline from the model's tokenizer, target and draft both on
 ``--backend`` (openvino: exported at FP32 first; or pytorch):
@@ -125,7 +127,7 @@ def run_muai(managers: dict, prompts: tuple[str, ...], args, flip: bool) -> dict
     return rows
 
 
-def run_genai(args, precision: str, prompts: tuple[str, ...], scratch: Path) -> dict:
+def run_genai(args, precision: str, prompts: tuple[str, ...], scratch: Path, lookup: int) -> dict:
     import subprocess
 
     sys.path.insert(0, str(Path(__file__).parent))
@@ -138,7 +140,7 @@ def run_genai(args, precision: str, prompts: tuple[str, ...], scratch: Path) -> 
     properties = {"INFERENCE_PRECISION_HINT": args.inference_precision} if args.inference_precision else {}
     if args.inference_precision == "f32":  # the KV cache muai keeps with f32 arithmetic
         properties["KV_CACHE_PRECISION"] = "f32"
-    spec = {"dir": str(folder / name), "new_tokens": args.new_tokens, "lookup": args.lookup, "ngram": MAX_NGRAM,
+    spec = {"dir": str(folder / name), "new_tokens": args.new_tokens, "lookup": lookup, "ngram": MAX_NGRAM,
             "prompts": list(prompts), "properties": properties}  # fmt: skip
     done = subprocess.run([sys.executable, "-c", GENAI_WORKER, json.dumps(spec)], capture_output=True, text=True)
     if done.returncode != 0:
@@ -232,6 +234,7 @@ def main() -> int:
     parser.add_argument("--lookup", type=int, default=8, help="prompt_lookup: most tokens proposed at a time")
     parser.add_argument("--precisions", default="FP32,INT8")
     parser.add_argument("--no-genai", action="store_true")
+    parser.add_argument("--genai-lookups", help="genai's num_assistant_tokens to run, e.g. 4,8,16 (default: --lookup)")
     parser.add_argument(
         "--inference-precision", default="f32", help="f32 (the default) or '' for the CPU's choice (bf16 on some)"
     )
@@ -253,6 +256,7 @@ def main() -> int:
         managers[precision] = ModelManager(backend="openvino", backend_config=settings, monitor=PerformanceMonitor())
         managers[precision].generate(args.model, "warm up", max_new_tokens=8)
     genai = not args.no_genai and find_spec("openvino_genai") and find_spec("openvino_tokenizers")
+    genai_lookups = [int(k) for k in args.genai_lookups.split(",")] if args.genai_lookups else [args.lookup]
     scratch = Path(tempfile.mkdtemp(prefix="muai-spec-"))
     rounds: list[dict] = []
     for index in range(args.rounds):
@@ -261,15 +265,17 @@ def main() -> int:
                 (("grounded", GROUNDED), ("open", OPEN))}  # fmt: skip
         if genai:
             for precision in precisions:
-                rates = run_genai(args, precision, GROUNDED + OPEN, scratch)
-                for (_, (p, prompt)), row in _flat(rows):
-                    if p == precision and prompt in rates:
-                        row["genai"] = rates[prompt]
+                for lookup in genai_lookups:
+                    rates = run_genai(args, precision, GROUNDED + OPEN, scratch, lookup)
+                    for (_, (p, prompt)), row in _flat(rows):
+                        if p == precision and prompt in rates:
+                            row.setdefault("genai", {})[lookup] = rates[prompt]
         rounds.append(rows)
         print(f"round {index + 1}/{args.rounds}: {time.perf_counter() - started:.0f} s", file=sys.stderr)
-    report = summarise(rounds, precisions)
+    report = summarise(rounds, precisions, args.lookup)
     report["machine"] = {"cpu": _cpu(), "python": platform.python_version()}
-    report["settings"] = {"new_tokens": args.new_tokens, "prompt_lookup": args.lookup, "rounds": args.rounds}
+    report["settings"] = {"new_tokens": args.new_tokens, "prompt_lookup": args.lookup, "rounds": args.rounds,
+                          "genai_lookups": genai_lookups if genai else []}  # fmt: skip
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))
@@ -308,28 +314,37 @@ def _flat(rows: dict):
             yield (name, key), row
 
 
-def summarise(rounds: list[dict], precisions: list[str]) -> dict:
-    """Per set and precision: medians over rounds of the per-round geometric means of each prompt's ratio."""
+def summarise(rounds: list[dict], precisions: list[str], lookup: int) -> dict:
+    """Per set and precision: medians over rounds of the per-round geometric means of each prompt's ratio;
+    against genai: at muai's count, at each count run, and at the count best for genai in that round."""
     out: dict = {}
     for name in ("grounded", "open"):
         for precision in precisions:
-            speedups, vs_genai, plain, lookup, accepted, proposed, calls, same = [], [], [], [], 0, 0, 0, []
+            speedups, plain, rate, accepted, proposed, calls, same = [], [], [], 0, 0, 0, []
+            vs_genai: dict[int, list[float]] = {}
+            best: list[float] = []
             for rows in rounds:
                 mine = [row for (p, _), row in rows[name].items() if p == precision]
                 speedups.append(_geomean([r["lookup"] / r["plain"] for r in mine]))
-                if all("genai" in r for r in mine):
-                    vs_genai.append(_geomean([r["lookup"] / r["genai"] for r in mine]))
+                counts = set.intersection(*(set(r.get("genai", ())) for r in mine))
+                ratios = {k: _geomean([r["lookup"] / r["genai"][k] for r in mine]) for k in sorted(counts)}
+                for k, ratio in ratios.items():
+                    vs_genai.setdefault(k, []).append(ratio)
+                if ratios:
+                    best.append(min(ratios.values()))
                 plain.append(statistics.fmean(r["plain"] for r in mine))
-                lookup.append(statistics.fmean(r["lookup"] for r in mine))
+                rate.append(statistics.fmean(r["lookup"] for r in mine))
                 accepted += sum(r["accepted"] for r in mine)
                 proposed += sum(r["proposed"] for r in mine)
                 calls += sum(r["verify_calls"] for r in mine)
                 same += [r["identical"] for r in mine]
             out[f"{name} {precision}"] = {
                 "plain_tps": round(statistics.median(plain), 1),
-                "lookup_tps": round(statistics.median(lookup), 1),
+                "lookup_tps": round(statistics.median(rate), 1),
                 "speedup": _spread(speedups),
-                "vs_genai_lookup": _spread(vs_genai) if vs_genai else None,
+                "vs_genai_lookup": _spread(vs_genai[lookup]) if lookup in vs_genai else None,
+                "vs_genai_by_count": {k: _spread(v) for k, v in vs_genai.items()},
+                "vs_genai_best_count": _spread(best) if best else None,
                 "acceptance_rate": round(accepted / proposed, 3) if proposed else None,
                 "tokens_per_verify": round((accepted + calls) / calls, 2) if calls else None,
                 "identical_tokens": f"{sum(same)}/{len(same)} runs",

@@ -36,6 +36,8 @@ MIN_NGRAM = 2
 MAX_PAUSE = 16
 #: How much the acceptance rate remembers of each earlier round.
 DECAY = 0.8
+#: Proposing a candidate costs at most this share of a one-token step: proposals then take every place allowed.
+CHEAP = 0.05
 
 
 @dataclass
@@ -100,9 +102,12 @@ class PromptLookup:
 class _Draft:
     """How many candidates to propose: the number that makes the most tokens per second, from the acceptance
     rate so far (a decaying average per candidate) and the measured costs: a step of ``1 + k`` tokens costs
-    ``plain + k * extra`` seconds, and proposing ``k`` candidates ``k * propose`` (a draft model's steps; next to
-    nothing for prompt lookup). Where proposing does not pay, none are proposed for a pause that doubles while
-    it keeps not paying (up to ``MAX_PAUSE`` steps); then one round probes again."""
+    ``plain + k * extra`` seconds, and proposing ``k`` candidates ``k * propose`` (a draft model's steps). Where
+    proposing is next to free (prompt lookup, see ``CHEAP``) the number is the most allowed whenever proposing
+    pays: acceptance comes in runs (a copied passage) that a per-candidate rate underrates, and a step whose
+    width differs from the last one's costs more than a few more positions (OpenVINO's CPU plugin plans the
+    graph again for a new input shape). Where proposing does not pay, none are proposed for a pause that doubles
+    while it keeps not paying (up to ``MAX_PAUSE`` steps); then one round probes again."""
 
     def __init__(self, most: int) -> None:
         self.most = most
@@ -110,7 +115,7 @@ class _Draft:
         self._plain: float | None = None  # seconds of a one-token step
         self._extra = 0.0  # seconds each more token adds to a step
         self._propose = 0.0  # seconds proposing one candidate takes
-        self._pause = 0  # steps of the last pause (doubled by the next one, reset by an accepted candidate)
+        self._pause = 0  # steps of the last pause (doubled by the next one, reset by a round that paid)
         self._paused = 0  # steps left without proposals now
         self._probing = False  # a pause has ended: propose once whatever the estimates say
 
@@ -125,7 +130,7 @@ class _Draft:
         plain = self._plain or 1.0
         cost = self._extra + self._propose
         gains = [(1 - rate ** (k + 1)) / (1 - rate) / (plain + k * cost) for k in range(1, most + 1)]
-        best = max(range(len(gains)), key=gains.__getitem__) + 1
+        best = most if self._propose <= CHEAP * plain else max(range(most), key=gains.__getitem__) + 1
         if gains[best - 1] * plain > 1.0 or self._probing:
             self._probing = False
             return best
@@ -136,7 +141,8 @@ class _Draft:
     def update(self, proposed: int, accepted: int) -> None:
         self._hits = DECAY * self._hits + accepted
         self._tries = DECAY * self._tries + accepted + (accepted < proposed)
-        if accepted:
+        plain = self._plain or 0.0
+        if accepted and accepted * plain >= proposed * (self._extra + self._propose):  # the round paid its way
             self._pause = 0
 
     def timed(self, width: int, seconds: float) -> None:

@@ -195,6 +195,22 @@ def test_prompt_lookup_proposes_what_followed_the_latest_earlier_occurrence():
     assert PromptLookup([1, 2, 3]).propose(4) == []
 
 
+def test_free_proposals_take_every_place_allowed_and_costly_ones_fewer():
+    from muai_core.speculative import _Draft
+
+    lookup, draft = _Draft(8), _Draft(8)
+    for proposer, each in ((lookup, 1e-6), (draft, 0.1)):
+        proposer.timed(1, 1.0)
+        proposer.timed(9, 1.4)
+        proposer.proposed(8, 8 * each)
+        proposer.update(8, 3)  # half the candidates rejected: a per-candidate rate of 3/4 or so
+    assert lookup.wanted(100) == 8 and lookup.wanted(5) == 4  # the last place is the step's own token
+    assert 1 <= draft.wanted(100) < 8  # each candidate costs a tenth of a step: fewer pay
+    for _ in range(6):
+        lookup.update(8, 0)
+    assert lookup.wanted(100) == 0  # nothing accepted: a pause, as before
+
+
 @pytest.mark.parametrize("value", [-1, 65, 1.5, True])
 def test_prompt_lookup_is_checked(value):
     from muai_core.errors import InvalidInputError
@@ -254,3 +270,20 @@ def test_a_failed_rollback_fails_its_own_sequence_only():
         thread.join(30)
     assert isinstance(results[8], PartialGeneration) and "injected rollback fault" in str(results[8])
     assert results[0].token_ids == run(ToyEngine(), prompt, max_new_tokens=60, ignore_eos=True).token_ids
+
+
+def test_rounds_that_accept_too_little_for_their_width_keep_the_pauses_growing():
+    from muai_core.speculative import _Draft
+
+    draft = _Draft(8)
+    draft.timed(1, 1.0)
+    draft.timed(9, 5.0)  # each more position costs half a plain step: one accepted of eight does not pay
+    pauses, waited = [], 0
+    for _ in range(60):
+        if draft.wanted(1000):
+            pauses.append(waited)
+            waited = 0
+            draft.update(8, 1)
+        else:
+            waited += 1
+    assert pauses[:6] == [1, 2, 4, 8, 16, 16], pauses  # doubling up to MAX_PAUSE
