@@ -48,6 +48,7 @@ from importlib.util import find_spec
 from pathlib import Path
 
 from muai_core import ModelManager, PerformanceMonitor
+from muai_core.drafting import DRAFT_TOKENS
 from muai_core.speculative import MAX_NGRAM
 
 PASSAGE = (
@@ -144,7 +145,7 @@ def run_genai(args, precision: str, prompts: tuple[str, ...], scratch: Path, loo
             "prompts": list(prompts), "properties": properties}  # fmt: skip
     done = subprocess.run([sys.executable, "-c", GENAI_WORKER, json.dumps(spec)], capture_output=True, text=True)
     if done.returncode != 0:
-        print(f"genai {precision} failed: {done.stderr[-400:]}", file=sys.stderr)
+        print(f"genai {precision} at num_assistant_tokens={lookup} failed: {done.stderr[-400:]}", file=sys.stderr)
         return {}
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -183,7 +184,7 @@ def run_draft(args) -> int:
     build_pair(tokenizer_dir, root, args.target_layers, args.target_hidden, args.draft_layers)
     draft = "truncated" if args.draft == "truncated" else "model"
     models = {
-        "target": {"pytorch_path": str(root / "target"), "draft": draft, "draft_tokens": args.lookup},
+        "target": {"pytorch_path": str(root / "target"), "draft": draft, "draft_tokens": args.lookup or DRAFT_TOKENS},
         "truncated": {"pytorch_path": str(root / "truncated")},
         "model": {"pytorch_path": str(tokenizer_dir)},
     }
@@ -231,7 +232,11 @@ def main() -> int:
     parser.add_argument("model")
     parser.add_argument("--new-tokens", type=int, default=96)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--lookup", type=int, default=16, help="prompt_lookup: most tokens proposed at a time")
+    parser.add_argument(
+        "--lookup",
+        type=int,
+        help="most tokens proposed at a time: prompt_lookup (default 16), draft_tokens (default 8)",
+    )
     parser.add_argument("--precisions", default="FP32,INT8")
     parser.add_argument("--no-genai", action="store_true")
     parser.add_argument("--genai-lookups", help="genai's num_assistant_tokens to run, e.g. 4,8,16 (default: --lookup)")
@@ -247,6 +252,7 @@ def main() -> int:
     args = parser.parse_args()
     if args.draft:
         return run_draft(args)
+    args.lookup = args.lookup or 16
     precisions = args.precisions.split(",")
     managers = {}
     for precision in precisions:
@@ -256,7 +262,7 @@ def main() -> int:
         managers[precision] = ModelManager(backend="openvino", backend_config=settings, monitor=PerformanceMonitor())
         managers[precision].generate(args.model, "warm up", max_new_tokens=8)
     genai = not args.no_genai and find_spec("openvino_genai") and find_spec("openvino_tokenizers")
-    genai_lookups = [int(k) for k in args.genai_lookups.split(",")] if args.genai_lookups else [args.lookup]
+    genai_lookups = [int(k) for k in (args.genai_lookups or "").split(",") if k.strip()] or [args.lookup]
     scratch = Path(tempfile.mkdtemp(prefix="muai-spec-"))
     rounds: list[dict] = []
     for index in range(args.rounds):

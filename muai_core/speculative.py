@@ -36,8 +36,6 @@ MIN_NGRAM = 2
 MAX_PAUSE = 16
 #: How much the acceptance rate remembers of each earlier round.
 DECAY = 0.8
-#: Proposing a candidate costs at most this share of a one-token step: proposals then take every place allowed.
-CHEAP = 0.05
 
 
 @dataclass
@@ -102,15 +100,17 @@ class PromptLookup:
 class _Draft:
     """How many candidates to propose: the number that makes the most tokens per second, from the acceptance
     rate so far (a decaying average per candidate) and the measured costs: a step of ``1 + k`` tokens costs
-    ``plain + k * extra`` seconds, and proposing ``k`` candidates ``k * propose`` (a draft model's steps). Where
-    proposing is next to free (prompt lookup, see ``CHEAP``) the number is the most allowed whenever proposing
-    pays: acceptance comes in runs (a copied passage) that a per-candidate rate underrates, and a step whose
-    width differs from the last one's costs more than a few more positions (OpenVINO's CPU plugin plans the
-    graph again for a new input shape). Where proposing does not pay, none are proposed for a pause that doubles
-    while it keeps not paying (up to ``MAX_PAUSE`` steps); then one round probes again."""
+    ``plain + k * extra`` seconds, and proposing ``k`` candidates ``k * propose`` (a draft model's steps). Free
+    candidates (``free``: prompt lookup) take every place allowed wherever that pays too: acceptance comes in
+    runs (a copied passage) that a per-candidate rate underrates, and a step whose width differs from the last
+    one's costs more than a few more positions (OpenVINO's CPU plugin plans the graph again for a new input
+    shape), so a steady verify width is cheaper than the "best" one. Where no number pays, none are proposed
+    for a pause that doubles while it keeps not paying (up to ``MAX_PAUSE`` steps); then one round probes
+    again."""
 
-    def __init__(self, most: int) -> None:
+    def __init__(self, most: int, free: bool = False) -> None:
         self.most = most
+        self.free = free
         self._hits, self._tries = 1.0, 2.0  # candidates accepted / checked, decaying: a rate of 1/2 to start
         self._plain: float | None = None  # seconds of a one-token step
         self._extra = 0.0  # seconds each more token adds to a step
@@ -130,7 +130,7 @@ class _Draft:
         plain = self._plain or 1.0
         cost = self._extra + self._propose
         gains = [(1 - rate ** (k + 1)) / (1 - rate) / (plain + k * cost) for k in range(1, most + 1)]
-        best = most if self._propose <= CHEAP * plain else max(range(most), key=gains.__getitem__) + 1
+        best = most if self.free and gains[-1] * plain > 1.0 else max(range(most), key=gains.__getitem__) + 1
         if gains[best - 1] * plain > 1.0 or self._probing:
             self._probing = False
             return best
@@ -189,7 +189,7 @@ def speculative_tokens(
     request.check_token_ids(rows.shape[-1])
     source: Proposer
     if draft_step is None:
-        source, draft = PromptLookup(ids), _Draft(request.prompt_lookup or 0)
+        source, draft = PromptLookup(ids), _Draft(request.prompt_lookup or 0, free=True)
     else:
         banned_at = lambda position: held if position - prompt_length < request.min_new_tokens else banned  # noqa: E731
         source = DraftProposer(draft_step, ids, request, rng, banned_at, rows.shape[-1])

@@ -195,20 +195,23 @@ def test_prompt_lookup_proposes_what_followed_the_latest_earlier_occurrence():
     assert PromptLookup([1, 2, 3]).propose(4) == []
 
 
-def test_free_proposals_take_every_place_allowed_and_costly_ones_fewer():
+def test_free_proposals_take_every_place_allowed_where_that_pays_and_costly_ones_fewer():
     from muai_core.speculative import _Draft
 
-    lookup, draft = _Draft(8), _Draft(8)
-    for proposer, each in ((lookup, 1e-6), (draft, 0.1)):
+    lookup, draft = _Draft(8, free=True), _Draft(8)
+    for proposer, each in ((lookup, 0.0), (draft, 0.1)):
         proposer.timed(1, 1.0)
         proposer.timed(9, 1.4)
         proposer.proposed(8, 8 * each)
-        proposer.update(8, 3)  # half the candidates rejected: a per-candidate rate of 3/4 or so
+        proposer.update(8, 3)  # five of eight rejected: a per-candidate rate of about 0.68
     assert lookup.wanted(100) == 8 and lookup.wanted(5) == 4  # the last place is the step's own token
     assert 1 <= draft.wanted(100) < 8  # each candidate costs a tenth of a step: fewer pay
-    for _ in range(6):
+    for _ in range(5):
+        lookup.update(8, 0)  # a rate of about 0.24: eight candidates cost more than they bring, one still pays
+    assert 1 <= lookup.wanted(100) < 8
+    for _ in range(10):
         lookup.update(8, 0)
-    assert lookup.wanted(100) == 0  # nothing accepted: a pause, as before
+    assert lookup.wanted(100) == 0  # nothing pays: a pause
 
 
 @pytest.mark.parametrize("value", [-1, 65, 1.5, True])
@@ -275,7 +278,7 @@ def test_a_failed_rollback_fails_its_own_sequence_only():
 def test_rounds_that_accept_too_little_for_their_width_keep_the_pauses_growing():
     from muai_core.speculative import _Draft
 
-    draft = _Draft(8)
+    draft = _Draft(8, free=True)
     draft.timed(1, 1.0)
     draft.timed(9, 5.0)  # each more position costs half a plain step: one accepted of eight does not pay
     pauses, waited = [], 0
