@@ -203,7 +203,7 @@ def test_free_proposals_take_every_place_allowed_where_that_pays_and_costly_ones
         proposer.timed(1, 1.0)
         proposer.timed(9, 1.4)
         proposer.proposed(8, 8 * each)
-        proposer.update(8, 3)  # five of eight rejected: a per-candidate rate of about 0.68
+        proposer.update(8, 3)  # three accepted, the fourth rejected: a per-candidate rate of about 0.68
     assert lookup.wanted(100) == 8 and lookup.wanted(5) == 4  # the last place is the step's own token
     assert 1 <= draft.wanted(100) < 8  # each candidate costs a tenth of a step: fewer pay
     for _ in range(5):
