@@ -13,7 +13,7 @@ from muai_core.contracts import GenerationRequest
 from muai_core.decoding import decode_loop
 from muai_core.drafting import DraftModel
 from muai_core.errors import InvalidInputError
-from tests.unit.test_speculative import VOCAB, ToyEngine, VerifyingEngine, next_probs
+from tests.unit.test_speculative import VOCAB, ToyEngine, VerifyingEngine, next_probs, prompts
 from tests.unit.test_speculative import run as run_with_batcher
 
 
@@ -55,9 +55,6 @@ def run(target, prompt, draft=None, reasons=None, eos=(11,), **kwargs):
     if draft is not None:
         kwargs["drafter"] = drafter(draft, [] if reasons is None else reasons)
     return run_with_batcher(target, prompt, eos, **kwargs)
-
-
-prompts = st.lists(st.integers(0, VOCAB - 1), min_size=1, max_size=24)
 
 
 @settings(max_examples=60, deadline=None)
